@@ -1,0 +1,46 @@
+"""Installs sscs_tf, data_prep and the command-line tools."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    # Keras 3 comes with TensorFlow 2.21; tensorflow-text must match TF's minor version.
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-text>=2.21,<2.22",
+    "tensorboard>=2.21,<2.22",
+    "ml-collections>=0.1.1,<2",
+    "absl-py>=2.1,<3",
+    "numpy>=1.26,<3",
+    "h5py>=3.10,<4",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8,<10"],
+    # Only needed to import the authors' released 2D-TAN .pkl checkpoints.
+    "torch": ["torch>=2.0"],
+}
+
+setuptools.setup(
+    name="sscs_tf",
+    version="0.1.0",
+    description=("Video grounding with Support-Set Based Cross-Supervision (Sscs) "
+                 "on 2D-TAN and LGI, in TensorFlow 2 / Keras 3."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["sscs_tf", "sscs_tf.*", "data_prep",
+                                                "data_prep.*", "configs"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "sscs-prep-charades=data_prep.charades_sta:run",
+            "sscs-prep-tacos=data_prep.tacos:run",
+            "sscs-prep-activitynet=data_prep.activitynet:run",
+            "sscs-prep-demo=data_prep.demo:run",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,43 @@
+"""Atomic file writes: a temporary file beside the target, then a rename.
+
+A reader never sees a half-written file, and a killed writer leaves the old file intact.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+  """Yields a temporary path in the target's directory; renames it to `path` on success."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                             suffix=".tmp")
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  with atomic_path(path) as tmp:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+
+
+def atomic_write_json(path: str, obj) -> None:
+  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save_npy(path: str, array: np.ndarray) -> None:
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.save(f, array)
