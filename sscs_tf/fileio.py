@@ -19,12 +19,19 @@ def atomic_path(path: str):
   fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                              suffix=".tmp")
   os.close(fd)
+  os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
   try:
     yield tmp
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -41,3 +48,8 @@ def atomic_save_npy(path: str, array: np.ndarray) -> None:
   with atomic_path(path) as tmp:
     with open(tmp, "wb") as f:
       np.save(f, array)
+
+
+def read_json(path: str):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
