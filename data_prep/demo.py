@@ -60,15 +60,20 @@ class World:
   """Fixed random feature directions for entities, verbs and verb-object interactions."""
 
   def __init__(self, rng: np.random.Generator, dim: int):
-    def unit(n):
-      v = rng.normal(size=(n, dim))
-      return v / np.linalg.norm(v, axis=1, keepdims=True)
-    self.dim = dim
-    self.person = unit(1)[0]
-    self.objects = dict(zip(OBJECTS, unit(len(OBJECTS))))
-    self.verbs = dict(zip(VERBS, unit(len(VERBS))))
     pairs = [(v, o) for v, (_, _, objs) in VERBS.items() for o in objs]
-    self.interactions = dict(zip(pairs, unit(len(pairs))))
+    count = 1 + len(OBJECTS) + len(VERBS) + len(pairs)
+    # Orthonormal directions when D allows it (D >= 87), so concepts do not leak into each
+    # other; random unit vectors otherwise.
+    basis = rng.normal(size=(dim, count))
+    if dim >= count:
+      basis = np.linalg.qr(basis)[0]
+    basis = (basis / np.linalg.norm(basis, axis=0)).T
+    parts = np.split(basis, np.cumsum([1, len(OBJECTS), len(VERBS)]))
+    self.dim = dim
+    self.person = parts[0][0]
+    self.objects = dict(zip(OBJECTS, parts[1]))
+    self.verbs = dict(zip(VERBS, parts[2]))
+    self.interactions = dict(zip(pairs, parts[3]))
 
 
 def _video_id(rng, taken: set) -> str:

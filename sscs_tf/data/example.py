@@ -108,10 +108,14 @@ def parse_video(serialized: tf.Tensor, feature_dim: int, feature_dtype: str = "f
   dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
            for k, v in parsed.items()}
   checks = [
-      tf.debugging.assert_equal(dense["feature_dtype"], tf.constant(feature_dtype),
-                                message="record feature_dtype differs from meta.json"),
-      tf.debugging.assert_equal(dense["feature_dim"], tf.constant(feature_dim, tf.int64),
-                                message="record feature_dim differs from meta.json"),
+      tf.debugging.Assert(
+          tf.equal(dense["feature_dtype"], feature_dtype),
+          ["record feature_dtype differs from meta.json:", dense["feature_dtype"], "vs",
+           feature_dtype, "in video", dense["video_id"]]),
+      tf.debugging.Assert(
+          tf.equal(dense["feature_dim"], feature_dim),
+          ["record feature_dim differs from meta.json:", dense["feature_dim"], "vs",
+           feature_dim, "in video", dense["video_id"]]),
   ]
   with tf.control_dependencies(checks):
     flat = tf.io.decode_raw(dense["features"], tf.dtypes.as_dtype(feature_dtype),

@@ -1,0 +1,114 @@
+import pytest
+
+from data_prep import annotations, activitynet, charades_sta, tacos
+from tests.data_prep import fixtures
+
+DURATIONS = {"AAAAA": 30.0, "BBBBB": 20.5, "CCCCC": 10.0, "DDDDD": 12.0}
+
+
+def _charades(tmp_path, train_lines, test_lines=("CCCCC 1.0 2.0##x.",)):
+  fixtures.write_charades(tmp_path, list(train_lines), list(test_lines), DURATIONS)
+  return charades_sta.read_splits(str(tmp_path))
+
+
+def test_charades_rules(tmp_path):
+  train, test = _charades(tmp_path, [
+      "AAAAA 0.0 6.9##a person is putting a book on a shelf.",
+      "AAAAA 8.0 7.0##reversed interval.",          # start > end: dropped
+      "BBBBB 3.0 3.0##zero length.",                # start == end: dropped
+      "BBBBB 18.0 25.0##ends after the video.",      # end clipped to 20.5
+      "BBBBB 21.0 25.0##starts after the video.",    # nothing left: dropped
+      "",                                            # blank line: no query
+  ])
+  assert [(q.video_id, q.start, q.end) for q in train.queries] == [
+      ("AAAAA", 0.0, 6.9), ("BBBBB", 18.0, 20.5)]
+  assert train.queries[0].sentence == "a person is putting a book on a shelf."
+  assert train.queries[1].query_id == "charades_sta_train.txt:4"
+  assert train.skipped.counts() == {"start >= end": 2, "start at or past the video's end": 1}
+  assert [loc for _, loc, _ in train.skipped.entries] == [
+      "charades_sta_train.txt:2", "charades_sta_train.txt:3", "charades_sta_train.txt:5"]
+  assert train.adjusted == {"end clipped to the duration": 1}
+  assert train.durations == {"AAAAA": 30.0, "BBBBB": 20.5}
+  assert len(test.queries) == 1 and test.name == "test"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("AAAAA 1.0##no end time.", "expected 'VID start end##sentence'"),
+    ("AAAAA 1.0 2.0 no separator", "expected 'VID start end##sentence'"),
+    ("AAAAA one 2.0##words as times.", "are not numbers"),
+    ("ZZZZZ 1.0 2.0##unknown video.", "has no duration"),
+])
+def test_charades_malformed_line_names_file_and_line(tmp_path, line, message):
+  with pytest.raises(annotations.AnnotationError, match=message) as info:
+    _charades(tmp_path, ["AAAAA 0.0 1.0##fine.", line])
+  assert "charades_sta_train.txt:2" in str(info.value)
+
+
+def test_charades_skip_malformed_reports_them(tmp_path):
+  fixtures.write_charades(tmp_path, ["AAAAA 1.0##broken.", "AAAAA 0.0 1.0##fine."],
+                          ["CCCCC 1.0 2.0##x."], DURATIONS)
+  train, _ = charades_sta.read_splits(str(tmp_path), skip_malformed=True)
+  assert len(train.queries) == 1
+  assert train.skipped.entries[0][:2] == ("malformed annotation", "charades_sta_train.txt:1")
+
+
+def test_charades_missing_or_bad_csv(tmp_path):
+  fixtures.write_charades(tmp_path, ["AAAAA 0.0 1.0##x."], [], DURATIONS)
+  (tmp_path / "Charades_v1_test.csv").write_text(fixtures.CSV_HEADER + "QQQQQ,,,,,,,,,,long\n")
+  with pytest.raises(annotations.AnnotationError, match=r"Charades_v1_test.csv:2.*QQQQQ"):
+    charades_sta.read_splits(str(tmp_path))
+  (tmp_path / "Charades_v1_test.csv").unlink()
+  with pytest.raises(annotations.AnnotationError, match="Charades_v1_test.csv does not exist"):
+    charades_sta.read_splits(str(tmp_path))
+
+
+def _tacos_entry(fps=25.0, num_frames=500, stamps=((0, 100), (250, 600), (300, 300)),
+                 sentences=("He took out a pan.", "He washed it.", "Zero length.")):
+  return {"timestamps": [list(s) for s in stamps], "sentences": list(sentences),
+          "fps": fps, "num_frames": num_frames}
+
+
+def test_tacos_frames_to_seconds(tmp_path):
+  for split in tacos.SPLITS:
+    fixtures.write_json(tmp_path / f"{split}.json", {"s13-d21.avi": _tacos_entry()})
+  train = tacos.read_splits(str(tmp_path))[0]
+  # duration 500 / 25 = 20 s; 250..600 frames -> 10 s .. 24 s clipped to 20 s.
+  assert [(q.start, q.end) for q in train.queries] == [(0.0, 4.0), (10.0, 20.0)]
+  assert train.durations == {"s13-d21.avi": 20.0}
+  assert train.skipped.entries == [("start >= end", "train.json:s13-d21.avi:2",
+                                    "12.0 >= 12.0")]
+  assert train.queries[1].query_id == "train.json:s13-d21.avi:1"
+
+
+def test_tacos_malformed_entries(tmp_path):
+  bad = _tacos_entry(sentences=("only one",))
+  fixtures.write_json(tmp_path / "train.json", {"s1.avi": bad})
+  with pytest.raises(annotations.AnnotationError, match=r"train.json:s1.avi: 3 timestamps"):
+    annotations.read_tacos(str(tmp_path / "train.json"), "train")
+  no_fps = _tacos_entry()
+  del no_fps["fps"]
+  fixtures.write_json(tmp_path / "train.json", {"s1.avi": no_fps})
+  with pytest.raises(annotations.AnnotationError, match=r"s1.avi: video entry unreadable"):
+    annotations.read_tacos(str(tmp_path / "train.json"), "train")
+  (tmp_path / "train.json").write_text("{not json")
+  with pytest.raises(annotations.AnnotationError, match="train.json: not valid JSON"):
+    annotations.read_tacos(str(tmp_path / "train.json"), "train")
+
+
+def test_activitynet_seconds_and_clipping(tmp_path):
+  entry = {"duration": 82.73, "timestamps": [[0.83, 19.86], [-1.0, 5.0], [60.0, 90.0],
+                                             [34.77, 34.77], ["x", 2]],
+           "sentences": ["A woman dances.", " Negative start.", "Past the end.", "Empty.",
+                         "Bad."]}
+  for _, name in activitynet.SPLITS:
+    fixtures.write_json(tmp_path / name, {"v_abc": entry})
+  with pytest.raises(annotations.AnnotationError, match=r"train.json:v_abc:4: timestamp"):
+    activitynet.read_splits(str(tmp_path))
+  train, val, test = activitynet.read_splits(str(tmp_path), skip_malformed=True)
+  assert [(q.start, q.end) for q in train.queries] == [(0.83, 19.86), (0.0, 5.0),
+                                                       (60.0, 82.73)]
+  assert train.queries[1].sentence == "Negative start."
+  assert train.adjusted == {"start clipped to 0": 1, "end clipped to the duration": 1}
+  assert train.skipped.counts() == {"start >= end": 1, "malformed annotation": 1}
+  assert (val.name, test.name) == ("val", "test")
+  assert val.queries[0].query_id == "val_1.json:v_abc:0"
