@@ -97,7 +97,12 @@ def score_maps_to_segments(score_maps, durations, valid_mask=None, limit: Option
     (at most `limit`).
   """
   score_maps = _check_score_maps(score_maps)
-  durations = _check_durations(durations, len(score_maps))
+  return _sorted_segments(score_maps, _check_durations(durations, len(score_maps)), valid_mask,
+                          limit)
+
+
+def _sorted_segments(score_maps, durations, valid_mask, limit):
+  """`score_maps_to_segments` on checked float32 maps and float64 durations."""
   num_clips = score_maps.shape[1]
   starts, ends = candidate_cells(num_clips, valid_mask)
   scores = score_maps.reshape(len(score_maps), -1)[:, starts * num_clips + ends]
@@ -153,14 +158,20 @@ def top_segments(score_maps, durations, nms_thresh: float, top_k: int = 5, valid
   keep fewer than top_k there are redone on the whole list. Greedy decisions on a prefix
   never depend on later candidates, so the result is exact.
   """
-  segments, _ = score_maps_to_segments(score_maps, durations, valid_mask, limit=prefix)
+  score_maps = _check_score_maps(score_maps)
+  durations = _check_durations(durations, len(score_maps))
+  return _top_segments(score_maps, durations, nms_thresh, top_k, valid_mask, prefix)
+
+
+def _top_segments(score_maps, durations, nms_thresh, top_k, valid_mask, prefix=64):
+  """`top_segments` on checked float32 maps and float64 durations."""
+  segments, _ = _sorted_segments(score_maps, durations, valid_mask, limit=prefix)
   kept, num_kept = greedy_nms(segments, nms_thresh, top_k)
-  num_candidates = len(candidate_cells(np.shape(score_maps)[1], valid_mask)[0])
-  redo = np.nonzero(num_kept < top_k)[0] if num_candidates > prefix else []
-  if len(redo):
-    segments, _ = score_maps_to_segments(np.asarray(score_maps)[redo],
-                                         np.asarray(durations).reshape(-1)[redo], valid_mask)
-    kept[redo], num_kept[redo] = greedy_nms(segments, nms_thresh, top_k)
+  if segments.shape[1] == prefix:  # the list was cut: redo those short of top_k
+    redo = np.nonzero(num_kept < top_k)[0]
+    if len(redo):
+      segments, _ = _sorted_segments(score_maps[redo], durations[redo], valid_mask, None)
+      kept[redo], num_kept[redo] = greedy_nms(segments, nms_thresh, top_k)
   return kept, num_kept
 
 
@@ -299,8 +310,8 @@ class RankEvaluator:
     query_ids = list(query_ids)
     if len(query_ids) != batch:
       raise ValueError(f"query_ids must have {batch} entries, got {len(query_ids)}")
-    kept, num_kept = top_segments(score_maps, durations, self.nms_thresh, max(self.ranks),
-                                  self.valid_mask)
+    kept, num_kept = _top_segments(score_maps, durations, self.nms_thresh, max(self.ranks),
+                                   self.valid_mask)
     self._num_clips = num_clips
     self._kept.append(kept)
     self._num_kept.append(num_kept)
