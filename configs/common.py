@@ -1,0 +1,127 @@
+"""Pieces shared by the config files: the argument parser and the 2D-TAN base config.
+
+A config file is used as `--config configs/tan_charades.py:variant=pool,feature=vgg,runlocal`;
+the text after ':' reaches `get_config(arg)`.
+"""
+
+from typing import Any, Sequence
+
+import ml_collections
+
+from configs import default
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _typed(key: str, text: str, like: Any) -> Any:
+  """`text` converted to the type of the default `like`."""
+  if isinstance(like, bool):
+    if text.lower() in _TRUE + _FALSE:
+      return text.lower() in _TRUE
+    raise ValueError(f"Config argument {key}={text!r}: expected a boolean ({_TRUE + _FALSE}).")
+  try:
+    return type(like)(text)
+  except ValueError:
+    raise ValueError(f"Config argument {key}={text!r}: expected {type(like).__name__}.") from None
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses "variant=pool,feature=vgg,runlocal" into a ConfigDict typed by `defaults`.
+
+  `key=value` pairs are converted to the type of `defaults[key]`; a bare word sets a boolean
+  default to True. Unknown keys raise an error listing the known ones.
+  """
+  values = dict(defaults)
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, has_value, text = item.partition("=")
+    key = key.strip()
+    if key not in defaults:
+      raise ValueError(f"Unknown config argument {key!r}; known: {sorted(defaults)}.")
+    if has_value:
+      values[key] = _typed(key, text.strip(), defaults[key])
+    elif isinstance(defaults[key], bool):
+      values[key] = True
+    else:
+      raise ValueError(f"Config argument {key!r} needs a value ({key}=...).")
+  return ml_collections.ConfigDict(values)
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+  if value not in choices:
+    raise ValueError(f"Config argument {name}={value!r}: expected one of {list(choices)}.")
+  return value
+
+
+def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
+               num_scale_layers: Sequence[int], map_kernel_size: int, map_num_layers: int,
+               min_iou: float, max_iou: float, nms_thresh: float,
+               iou_thresholds: Sequence[float], val_split: str, eval_split: str,
+               runlocal: bool) -> ml_collections.ConfigDict:
+  """The 2D-TAN config; dataset files pass their published values (reference-2dtan.md)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = default.get_data_config()
+  config.data.dataset = dataset
+  config.data.sampling = "average"  # 2D-TAN resamples every video ...
+  config.data.num_segments = 256  # ... to 256 steps (all published configs).
+  config.data.map_size = num_clips  # IoU target map of the model's N x N cells.
+  config.data.val_split = val_split
+  config.data.eval_split = eval_split
+  config.data.batch_size = 32  # Published: batch 32.
+
+  config.model = ml_collections.ConfigDict(dict(
+      name="tan",
+      feature_dim=feature_dim,
+      hidden_size=512,  # Published: H = 512 in every config.
+      num_clips=num_clips,
+      num_sample_clips=256,
+      map_type=variant,
+      num_scale_layers=list(num_scale_layers),
+      map_kernel_size=map_kernel_size,
+      map_num_layers=map_num_layers,
+      # Filled from the data_prep output (vocab.txt, embeddings.npy) when training starts.
+      vocab_size=0,
+      embedding_dim=300,  # Published: GloVe 840B 300-d, frozen.
+      embeddings_file="",
+      lstm_units=512,  # Published: 3-layer LSTM, 512 units.
+      lstm_layers=3,
+  ))
+
+  config.loss = ml_collections.ConfigDict(dict(min_iou=min_iou, max_iou=max_iou))
+
+  config.eval = ml_collections.ConfigDict(dict(
+      nms_thresh=nms_thresh, iou_thresholds=list(iou_thresholds), ranks=[1, 5]))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      name="adam",
+      learning_rate=1e-4,  # Published: Adam lr 1e-4, betas (0.9, 0.999), no weight decay.
+      beta_1=0.9,
+      beta_2=0.999,
+      epsilon=1e-8,  # PyTorch Adam's default (Keras' is 1e-7).
+      weight_decay=0.0,
+      clip_norm=10.0,  # Published: gradient-norm clip 10.
+      plateau_factor=0.8,  # Published: ReduceLROnPlateau(factor 0.8, patience 20) ...
+      plateau_patience=20,
+      # ... on the validation loss, only where a validation split exists.
+      plateau_monitor="val_loss" if val_split else "",
+  ))
+
+  config.train = ml_collections.ConfigDict(dict(num_epochs=100))  # Published: 100 epochs.
+
+  if runlocal:
+    shrink_for_local_run(config)
+  config.lock()
+  return config
+
+
+def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
+  """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
+  config.model.hidden_size = 32
+  config.model.lstm_units = 32
+  config.model.map_num_layers = 2
+  config.data.batch_size = 8
+  config.data.eval_batch_size = 16
+  config.data.shuffle_buffer = 256
+  config.train.num_epochs = 2
