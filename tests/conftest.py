@@ -9,7 +9,7 @@ import tensorflow as tf  # noqa: E402
 # "/cpu:0" and "/cpu:1"). This must happen before TensorFlow initialises its devices, so it
 # is done once, here; ops placed by default still run on /cpu:0.
 _cpus = tf.config.list_physical_devices("CPU")
-if _cpus and len(tf.config.list_logical_devices("CPU")) < 2:
+if _cpus:
   try:
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
