@@ -41,7 +41,9 @@ def gather_global_batch(*values):
   context = tf.distribute.get_replica_context()
   if context is None or context.num_replicas_in_sync == 1:
     return values, 0
-  gathered = context.all_gather(list(values), axis=0)
+  # One all_gather per tensor: the gradient of a single all_gather over a list of tensors
+  # of different ranks (X [B, T, D] with its mask [B, T]) fails to build in TF 2.21.
+  gathered = [context.all_gather(value, axis=0) for value in values]
   sizes = context.all_gather(tf.shape(values[0])[:1], axis=0)
   offset = tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
   return tuple(gathered), offset
