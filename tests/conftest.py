@@ -15,3 +15,24 @@ if _cpus:
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
   except RuntimeError:
     pass  # already initialised by a plugin; the distribution tests then skip
+
+
+import pytest  # noqa: E402
+
+TWO_CPUS = ["/cpu:0", "/cpu:1"]
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+  """The one MirroredStrategy over two logical CPUs for the whole session: in TF 2.21 a
+  second MirroredStrategy in the same process starts its collective instance keys where the
+  first did, and an all-gather of another shape then aborts the process ("Shape mismatch in
+  the collective instance"). Every test that distributes uses this one."""
+  cpus = tf.config.list_logical_devices("CPU")
+  if len(cpus) < 2:
+    pytest.skip(f"needs 2 logical CPU devices (configured above before TensorFlow starts); "
+                f"found {len(cpus)}")
+  try:
+    return tf.distribute.MirroredStrategy(TWO_CPUS)
+  except (ValueError, RuntimeError) as error:
+    pytest.skip(f"MirroredStrategy over {TWO_CPUS} cannot be created: {error}")

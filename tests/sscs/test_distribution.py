@@ -16,19 +16,9 @@ GLOBAL_BATCH, REPLICAS = 8, 2
 DEVICES = ["/cpu:0", "/cpu:1"]
 
 
-@pytest.fixture(scope="module")
-def strategy():
-  """One strategy for the module: in TF 2.21 a second MirroredStrategy in the same process
-  starts its collective instance keys where the first did, and an all-gather of another
-  shape then aborts with "Shape mismatch in the collective instance"."""
-  cpus = tf.config.list_logical_devices("CPU")
-  if len(cpus) < REPLICAS:
-    pytest.skip(f"needs {REPLICAS} logical CPU devices (tests/conftest.py configures them "
-                f"before TensorFlow starts); found {len(cpus)}")
-  try:
-    return tf.distribute.MirroredStrategy(DEVICES)
-  except (ValueError, RuntimeError) as error:
-    pytest.skip(f"MirroredStrategy over {DEVICES} cannot be created: {error}")
+@pytest.fixture
+def strategy(two_cpu_strategy):
+  return two_cpu_strategy
 
 
 def _single_device(branch, inputs):
