@@ -1,0 +1,230 @@
+"""The input pipeline: a data_prep output directory -> batches of queries (`tf.data`).
+
+A record holds one video and all its queries (`example.py`). Work that depends only on the
+video runs once per record: parsing, L2 normalisation, resampling, the per-query targets
+(computed for all the video's queries at once). Each record then expands into one element
+per query; the queries of a video share its feature tensor (no copy) until batching.
+
+Training shuffles at two levels, to bound memory: the serialized videos (compact: T rows in
+the storage dtype) in a buffer of about `shuffle_buffer` queries' worth of videos, then the
+queries in a buffer of `_QUERY_MIX_BATCHES` batches, which separates the queries of a video
+(resampled features take 256 x D floats per video, too many to hold thousands of them).
+With the same seed, two runs give the same batches; `seed=None` trades that for speed.
+
+Sharding (`input_context`): by file when there are at least as many files as input
+pipelines, so each pipeline reads only its own files; otherwise by record, every pipeline
+reading all files and keeping every n-th video. Either way each video (and so each query)
+goes to exactly one pipeline. `batch_size` and `eval_batch_size` are global batch sizes;
+a pipeline yields `input_context.get_per_replica_batch_size(...)` queries per batch.
+"""
+
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from sscs_tf.data import example
+from sscs_tf.data import preprocess
+
+AUTOTUNE = tf.data.AUTOTUNE
+SAMPLINGS = ("average", "pick")
+# The query-level buffer holds this many batches: 32 x 32 queries of 2D-TAN's 256 x 1024
+# floats are at most 1 GiB, and two queries of one video then rarely share a batch.
+_QUERY_MIX_BATCHES = 32
+_SHARED_KEYS = ("video_id", "duration", "features", "feature_mask")
+
+
+def load_meta(data_dir: str) -> dict:
+  """Reads and checks `{data_dir}/meta.json` (written by data_prep)."""
+  path = os.path.join(data_dir, "meta.json")
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"{path} not found: data_dir must be a data_prep output directory.")
+  with tf.io.gfile.GFile(path, "r") as f:
+    meta = json.load(f)
+  for key in ("feature_dim", "feature_dtype", "splits"):
+    if key not in meta:
+      raise ValueError(f"{path}: missing field {key!r}.")
+  if not isinstance(meta["feature_dim"], int) or meta["feature_dim"] <= 0:
+    raise ValueError(f"{path}: feature_dim must be a positive int, got {meta['feature_dim']!r}.")
+  if meta["feature_dtype"] not in example.FEATURE_DTYPES:
+    raise ValueError(f"{path}: feature_dtype must be one of {example.FEATURE_DTYPES}, got "
+                     f"{meta['feature_dtype']!r}.")
+  for name, split in meta["splits"].items():
+    if not split.get("files"):
+      raise ValueError(f"{path}: split {name!r} lists no files.")
+  return meta
+
+
+def _split_meta(meta: dict, split: str) -> dict:
+  if split not in meta["splits"]:
+    raise ValueError(f"Unknown split {split!r}; meta.json has {sorted(meta['splits'])}.")
+  return meta["splits"][split]
+
+
+def split_files(data_dir: str, meta: dict, split: str) -> list:
+  """Absolute paths of a split's shards, checked to exist."""
+  files = [os.path.join(data_dir, f) for f in _split_meta(meta, split)["files"]]
+  for path in files:
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f"Shard {path} of split {split!r} (listed in meta.json) is missing.")
+  return files
+
+
+def steps_per_epoch(meta: dict, split: str, batch_size: int, drop_remainder: bool = True) -> int:
+  """Batches in one pass over a split's queries."""
+  queries = int(_split_meta(meta, split)["queries"])
+  return queries // batch_size if drop_remainder else math.ceil(queries / batch_size)
+
+
+def _read_records(files, training, input_context, seed, deterministic):
+  """Serialized videos of this input pipeline's shard, files interleaved."""
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  by_file = len(files) >= num_pipelines
+  if by_file:
+    files = files[pipeline_id::num_pipelines]
+  ds = tf.data.Dataset.from_tensor_slices(files)
+  # Record sharding needs every pipeline to read the files in the same order: no shuffle.
+  if training and by_file:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                     num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  if not by_file:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  return ds
+
+
+def _video_fn(config, meta, resample: bool):
+  """Parses a record into `(per-query dict [Q, ...], per-video dict)`."""
+  num_segments = config.num_segments
+
+  def fn(serialized):
+    video = example.parse_video(serialized, meta["feature_dim"], meta["feature_dtype"])
+    features = preprocess.l2_normalize_rows(video["features"])
+    num_clips = tf.shape(features)[0]
+    word_ids = video["word_ids"]
+    if config.max_query_length > 0:
+      word_ids = word_ids[:, :config.max_query_length]
+    queries = {
+        "query_id": video["query_ids"], "sentence": video["sentences"],
+        "start": video["starts"], "end": video["ends"],
+        # [Q, 1, (words)]: each query's ids stay a ragged row through tf.data's per-query
+        # stages, so plain `batch` applies (`padded_batch` is single-threaded and slower).
+        "word_ids": tf.expand_dims(word_ids, 1),
+        "num_words": tf.cast(word_ids.row_lengths(), tf.int32),
+    }
+    duration = video["duration"]
+    if config.map_size > 0:
+      queries["iou_map"] = preprocess.iou_map(duration, video["starts"], video["ends"],
+                                              config.map_size)
+    shared = {"video_id": video["video_id"], "duration": duration}
+    if config.sampling == "pick":
+      num_valid = tf.minimum(num_clips, num_segments)
+      queries["gt_segment_mask"] = preprocess.lgi_gt_mask(
+          video["starts"], video["ends"], duration, num_valid, num_segments)
+      if resample:
+        features, shared["feature_mask"] = preprocess.pick_segments(features, num_segments)
+    else:
+      features = preprocess.average_to_fixed_length(features, num_segments)
+      shared["feature_mask"] = tf.ones([num_segments], tf.float32)
+    shared["features"] = features
+    return queries, shared
+
+  return fn
+
+
+def _expand(queries, shared):
+  """One element per query; `shared` is repeated by reference, not copied."""
+  return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(queries),
+                             tf.data.Dataset.from_tensors(shared).repeat())
+
+
+def _pick_fn(num_segments):
+  """Training-time LGI sampling: a fresh offset per query (after the shuffle)."""
+
+  def fn(random_bits, element):
+    queries, shared = element
+    # offset ~ U[0, 1) of the stride, so s0 ~ U[0, T / num_segments) as in the reference.
+    offset = tf.cast(random_bits % (1 << 24), tf.float64) / float(1 << 24)
+    shared = dict(shared)
+    shared["features"], shared["feature_mask"] = preprocess.pick_segments(
+        shared["features"], num_segments, offset)
+    return queries, shared
+
+  return fn
+
+
+def _merge(queries, shared):
+  word_ids = queries["word_ids"].values.to_tensor(default_value=0)  # [B, 1, (L)] -> [B, L]
+  return {**queries, **shared, "word_ids": word_ids}
+
+
+def _validate(config):
+  if config.sampling not in SAMPLINGS:
+    raise ValueError(f"data.sampling must be one of {SAMPLINGS}, got {config.sampling!r}.")
+  if config.num_segments <= 0:
+    raise ValueError(f"data.num_segments must be positive, got {config.num_segments}.")
+  if not config.data_dir:
+    raise ValueError("data.data_dir is empty: set it to a data_prep output directory.")
+
+
+def make_dataset(data_config, split: str, input_context=None, *, training=None, seed=None,
+                 repeat: bool = False) -> tf.data.Dataset:
+  """Batched queries of one split.
+
+  Args:
+    data_config: `configs.default.get_data_config()`-like ConfigDict.
+    split: a split of meta.json.
+    input_context: `tf.distribute.InputContext` (from `distribute_datasets_from_function`).
+    training: shuffle, random LGI offsets, drop the last partial batch; defaults to
+      `split == data_config.train_split`. Evaluation keeps every query, in file order; its
+      last batch is smaller (not padded).
+    seed: makes the shuffles and offsets reproducible (same seed, same batches).
+    repeat: repeat forever, reshuffling each epoch; batches then span epoch boundaries.
+
+  Returns:
+    dict of batched tensors, B queries: `video_id, query_id, sentence` string `[B]`;
+    `duration, start, end` float32 `[B]` (seconds); `word_ids` int32 `[B, L]` (0-padded to
+    the longest in the batch); `num_words` int32 `[B]`; `features` float32 `[B, S, D]`;
+    `feature_mask` float32 `[B, S]`; `iou_map` float32 `[B, N, N]` (map_size > 0);
+    `gt_segment_mask` float32 `[B, S]` (sampling "pick"). S = num_segments.
+  """
+  _validate(data_config)
+  training = split == data_config.train_split if training is None else training
+  meta = load_meta(data_config.data_dir)
+  files = split_files(data_config.data_dir, meta, split)
+  deterministic = seed is not None or not training
+  parallel = AUTOTUNE if data_config.num_parallel_calls < 0 else data_config.num_parallel_calls
+  batch_size = data_config.batch_size if training else data_config.eval_batch_size
+  if input_context is not None:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  seeds = [None] * 4 if seed is None else [seed + i for i in range(4)]
+
+  ds = _read_records(files, training, input_context, seeds[0], deterministic)
+  if training:
+    stats = _split_meta(meta, split)
+    per_video = max(1.0, stats.get("queries", 1) / max(1, stats.get("videos", 1)))
+    ds = ds.shuffle(math.ceil(data_config.shuffle_buffer / per_video), seed=seeds[1])
+  if repeat:
+    ds = ds.repeat()
+  pick_per_query = training and data_config.sampling == "pick"
+  ds = ds.map(_video_fn(data_config, meta, resample=not pick_per_query),
+              num_parallel_calls=parallel, deterministic=deterministic)
+  ds = ds.flat_map(_expand)
+  if training:
+    ds = ds.shuffle(min(data_config.shuffle_buffer, _QUERY_MIX_BATCHES * batch_size),
+                    seed=seeds[2])
+  if pick_per_query:
+    random = tf.data.Dataset.random(seed=seeds[3], rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip(random, ds).map(
+        _pick_fn(data_config.num_segments), num_parallel_calls=parallel,
+        deterministic=deterministic)
+  ds = ds.batch(batch_size, drop_remainder=training)
+  ds = ds.map(_merge).prefetch(AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  if input_context is not None:
+    # Already sharded here; a strategy must not shard it again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+  return ds.with_options(options)
