@@ -116,6 +116,82 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
   return config
 
 
+
+def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal_blocks: int,
+               num_heads: int, dqa_lambda: float, max_query_length: int, output_activation: str,
+               num_epochs: int, val_split: str, eval_split: str,
+               runlocal: bool) -> ml_collections.ConfigDict:
+  """The LGI config; dataset files pass their published values (reference-lgi.md)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = default.get_data_config()
+  config.data.dataset = dataset
+  config.data.sampling = "pick"  # LGI picks rows (random offset in training) ...
+  config.data.num_segments = 128  # ... into 128 segments, zero-padding shorter videos.
+  config.data.map_size = 0  # No 2D-TAN IoU map; the pipeline emits gt_segment_mask.
+  config.data.max_query_length = max_query_length
+  config.data.val_split = val_split
+  config.data.eval_split = eval_split
+  config.data.batch_size = 100  # Published: batch 100.
+
+  config.model = ml_collections.ConfigDict(dict(
+      name="lgi",
+      feature_dim=feature_dim,
+      # Filled from the data_prep output (vocab.txt) when training starts.
+      vocab_size=0,
+      embedding_dim=300,  # Published: learned 300-d word embedding, random init (no GloVe).
+      hidden_size=512,  # Published: video and query features 512 (BiLSTM 2 x 256).
+      num_segments=128,
+      num_phrases=num_phrases,
+      num_nonlocal_blocks=num_nonlocal_blocks,
+      num_heads=num_heads,
+      local_kernel_size=15,  # Published: residual block with kernel 15.
+      dropout=0.5,
+      output_activation=output_activation,
+      max_query_length=max_query_length,
+  ))
+
+  config.loss = ml_collections.ConfigDict(dict(
+      regression_weight=1.0,  # Published: the three terms summed with weight 1.
+      attention_guidance_weight=1.0,
+      distinct_query_weight=1.0,
+      dqa_lambda=dqa_lambda,  # lambda of ||A A^T - lambda I||_F^2.
+  ))
+
+  # R@1 with IoU >= m (>=, where 2D-TAN's Rank n@m uses >); one prediction, no NMS.
+  config.eval = ml_collections.ConfigDict(dict(iou_thresholds=[0.3, 0.5, 0.7], ranks=[1]))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      name="adam",
+      learning_rate=4e-4,  # Published: Adam lr 4e-4, no schedule, no clipping.
+      beta_1=0.9,
+      beta_2=0.999,
+      epsilon=1e-8,  # PyTorch Adam's default (Keras' is 1e-7).
+      weight_decay=0.0,
+      clip_norm=0.0,
+      plateau_factor=0.5,  # Unused: plateau_monitor is empty.
+      plateau_patience=20,
+      plateau_monitor="",
+  ))
+
+  config.train = ml_collections.ConfigDict(dict(num_epochs=num_epochs))
+
+  if runlocal:
+    shrink_lgi_for_local_run(config)
+  config.lock()
+  return config
+
+
+def shrink_lgi_for_local_run(config: ml_collections.ConfigDict) -> None:
+  """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
+  config.model.hidden_size = 32
+  config.model.embedding_dim = 32
+  config.data.batch_size = 8
+  config.data.eval_batch_size = 16
+  config.data.shuffle_buffer = 256
+  config.train.num_epochs = 2
+
 def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
   """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
   config.model.hidden_size = 32
