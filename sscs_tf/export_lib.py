@@ -1,0 +1,141 @@
+"""SavedModel export: raw sentences + video features in, intervals in seconds out.
+
+The `serving_default` signature:
+  inputs   sentences [B] string, features [B, T, D] float32 (any T; rows past `lengths` are
+           padding), lengths [B] int32 (valid rows per video), durations [B] float32 (s)
+  outputs  segments [B, k, 2] float32 seconds (best first), scores [B, k] float32
+           (2D-TAN: k = 5 after NMS, padded with -1 where fewer survive; LGI: k = 1)
+Everything happens in the graph, with the same code as training: the tensorflow-text
+tokenizer of `sscs_tf.text`, the feature preprocessing of `sscs_tf.data.preprocess`, the
+model's forward pass. The Sscs branch is not part of it: a model trained with Sscs exports
+exactly the baseline's weights and ops. A process loading it needs `import tensorflow_text`.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from sscs_tf import text
+from sscs_tf.data import preprocess
+
+SIGNATURE = "serving_default"
+
+
+def _assert(condition, *message):
+  return tf.debugging.Assert(condition, list(message), summarize=5)
+
+
+class TanHead(tf.Module):
+  """2D-TAN score maps -> top-k segments: sigmoid(scores) * mask over cells s <= e, cell
+  (s, e) -> [s, e + 1] * d / N, greedy NMS (kept when IoU <= thresh), as `metrics`."""
+
+  def __init__(self, num_clips: int, nms_thresh: float, top_k: int = 5):
+    super().__init__()
+    starts, ends = np.triu_indices(num_clips)
+    self.flat_cells = tf.constant(starts * num_clips + ends, tf.int32)
+    self.cell_starts = tf.constant(starts / num_clips, tf.float32)
+    self.cell_ends = tf.constant((ends + 1) / num_clips, tf.float32)
+    self.nms_thresh, self.top_k = nms_thresh, top_k
+
+  def __call__(self, outputs, durations):
+    probs = tf.sigmoid(tf.cast(outputs["scores"], tf.float32)) * outputs["map_mask"]
+    batch = tf.shape(probs)[0]
+    scores = tf.gather(tf.reshape(probs, [batch, -1]), self.flat_cells, axis=1)
+    # Seconds in float32, as the reference: s / N * d, (e + 1) / N * d.
+    starts = self.cell_starts[None] * durations[:, None]
+    ends = self.cell_ends[None] * durations[:, None]
+
+    def one(args):
+      score, start, end = args
+      boxes = tf.stack([tf.zeros_like(start), start, tf.ones_like(end), end], axis=1)
+      keep = tf.image.non_max_suppression(boxes, score, self.top_k, self.nms_thresh,
+                                          score_threshold=float("-inf"))
+      pad = self.top_k - tf.shape(keep)[0]
+      segments = tf.stack([tf.gather(start, keep), tf.gather(end, keep)], axis=1)
+      return (tf.pad(segments, [[0, pad], [0, 0]], constant_values=-1.0),
+              tf.pad(tf.gather(score, keep), [[0, pad]], constant_values=-1.0))
+
+    return tf.map_fn(one, (scores, starts, ends), fn_output_signature=(
+        tf.TensorSpec([self.top_k, 2], tf.float32), tf.TensorSpec([self.top_k], tf.float32)))
+
+
+class LgiHead(tf.Module):
+  """LGI's regressed (t_s, t_e) fractions -> one segment in seconds, scored 1."""
+
+  def __call__(self, outputs, durations):
+    times = tf.cast(outputs["times"], tf.float32) * durations[:, None]
+    return times[:, None, :], tf.ones_like(times[:, :1])
+
+
+def make_head(config) -> tf.Module:
+  if config.model.name == "tan":
+    return TanHead(config.model.num_clips, config.eval.nms_thresh, max(config.eval.ranks))
+  if config.model.name == "lgi":
+    return LgiHead()
+  raise ValueError(f"No serving head for model {config.model.name!r}")
+
+
+class ServingModule(tf.Module):
+  """The exported graph; see the module docstring for the signature."""
+
+  def __init__(self, model, config, vocabulary: text.Vocabulary):
+    super().__init__()
+    self.model = model
+    self.encoder = text.SentenceEncoder(vocabulary, config.data.max_query_length)
+    self.head = make_head(config)
+    self.feature_dim = int(config.model.feature_dim)
+    self.sampling = config.data.sampling
+    self.num_segments = int(config.data.num_segments)
+    self.serve = tf.function(self._serve, input_signature=[
+        tf.TensorSpec([None], tf.string, name="sentences"),
+        tf.TensorSpec([None, None, None], tf.float32, name="features"),
+        tf.TensorSpec([None], tf.int32, name="lengths"),
+        tf.TensorSpec([None], tf.float32, name="durations"),
+    ])
+
+  def _check(self, sentences, features, lengths, durations, num_words):
+    shape = tf.shape(features)
+    batch = shape[0]
+    return [
+        _assert(tf.equal(shape[2], self.feature_dim), "features must be [batch, T, "
+                f"{self.feature_dim}]: got width", shape[2]),
+        _assert(shape[1] > 0, "features hold no rows (T = 0)"),
+        _assert(tf.equal(tf.size(sentences), batch) & tf.equal(tf.size(lengths), batch)
+                & tf.equal(tf.size(durations), batch), "sentences, features, lengths and "
+                "durations must have the same batch size: got", tf.size(sentences), batch,
+                tf.size(lengths), tf.size(durations)),
+        _assert(tf.reduce_all((lengths > 0) & (lengths <= shape[1])), "lengths must be in "
+                "[1, T]; T is", shape[1], "lengths are", lengths),
+        _assert(tf.reduce_all(durations > 0), "durations must be positive seconds: got",
+                durations),
+        _assert(tf.reduce_all(num_words > 0), "empty sentence (no word) at batch indices",
+                tf.where(num_words <= 0)[:, 0]),
+        _assert(tf.reduce_all(tf.math.is_finite(features)), "features hold NaN or Inf"),
+    ]
+
+  def _prepare_video(self, args):
+    features, length = args
+    rows = preprocess.l2_normalize_rows(features[:length])
+    if self.sampling == "average":
+      return (preprocess.average_to_fixed_length(rows, self.num_segments),
+              tf.ones([self.num_segments], tf.float32))
+    return preprocess.pick_segments(rows, self.num_segments, 0.0)
+
+  def _serve(self, sentences, features, lengths, durations):
+    word_ids, num_words = self.encoder(sentences)
+    with tf.control_dependencies(self._check(sentences, features, lengths, durations,
+                                             num_words)):
+      features = tf.identity(features)
+    video, mask = tf.map_fn(self._prepare_video, (features, lengths), fn_output_signature=(
+        tf.TensorSpec([self.num_segments, self.feature_dim], tf.float32),
+        tf.TensorSpec([self.num_segments], tf.float32)))
+    outputs = self.model({"features": video, "feature_mask": mask, "word_ids": word_ids,
+                          "num_words": num_words}, training=False)
+    segments, scores = self.head(outputs, durations)
+    return {"segments": segments, "scores": scores}
+
+
+def export(model, config, vocabulary: text.Vocabulary, output_dir: str) -> str:
+  """Writes the SavedModel to `output_dir` and returns it."""
+  module = ServingModule(model, config, vocabulary)
+  tf.saved_model.save(module, output_dir, signatures={SIGNATURE: module.serve})
+  return output_dir

@@ -1,0 +1,51 @@
+"""The training objective of Eq. 1: L = L_vg + lambda1 L_contrast + lambda2 L_caption.
+
+The one place where a baseline's outputs meet the Sscs branch. A baseline model returns a
+dict holding its own outputs plus `clip_features [B, T, H]`, `clip_mask [B, T]` and
+`sentence_feature [B, H']`; `VG_LOSSES[name]` turns its outputs into per-example grounding
+losses; the branch reads the three shared tensors. Every value returned is this replica's
+share of the global-batch objective, so summing over replicas (as gradients are summed)
+gives the single-device value.
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+
+from sscs_tf import losses
+
+
+def tan_vg_loss(outputs, batch, loss_config):
+  """2D-TAN's scaled-IoU BCE per example: {"vg": [B]}. (With one fixed map mask, the mean
+  of these equals the reference's batch loss.)"""
+  return {"vg": losses.tan_loss_per_example(outputs["scores"], batch["iou_map"],
+                                            outputs["map_mask"], loss_config.min_iou,
+                                            loss_config.max_iou)}
+
+
+VG_LOSSES = {"tan": tan_vg_loss}
+
+SSCS_INPUT_KEYS = ("start", "end", "duration", "word_ids", "num_words")
+
+
+def compute_losses(model_name: str, outputs, batch, loss_config, global_batch_size,
+                   branch: Optional[tf.keras.layers.Layer] = None, training: bool = True):
+  """Returns a dict of scalars: `total` and every component (`vg`, the baseline's own
+  terms when it has several, `contrast`, `caption`), and `sscs_fell_back` (count of Non-GT support sets
+  that fell back to V-SS in this replica's batch)."""
+  per_example = VG_LOSSES[model_name](outputs, batch, loss_config)
+  terms = {name: tf.reduce_sum(value) / global_batch_size
+           for name, value in per_example.items()}
+  if "vg" not in terms:  # a baseline with several terms (LGI): L_vg is their sum
+    terms["vg"] = tf.add_n(list(terms.values()))
+  total = terms["vg"]
+  if branch is not None:
+    branch_inputs = {k: outputs[k] for k in ("clip_features", "clip_mask", "sentence_feature")}
+    branch_inputs.update({k: batch[k] for k in SSCS_INPUT_KEYS})
+    branch_outputs = branch(branch_inputs, training=training)
+    shares = branch.losses_for_replica(branch_outputs, global_batch_size)
+    total = total + shares.pop("total")
+    terms.update(shares)
+    terms["sscs_fell_back"] = tf.reduce_sum(branch_outputs["fell_back"])
+  terms["total"] = total
+  return terms

@@ -1,0 +1,207 @@
+"""`train_and_evaluate(config, workdir)`: the custom training loop under `tf.distribute`.
+
+One loop serves one device, several GPUs (MirroredStrategy) and several machines
+(MultiWorkerMirroredStrategy); Keras' `fit` fails under the latter with Keras 3. The data
+position is part of the state: epoch e reads the training split shuffled with a seed derived
+from (config.seed, e), so a restarted run rebuilds epoch e's stream and skips the batches it
+already trained on, losing at most the steps since the last checkpoint.
+"""
+
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sscs_tf import distribute, eval_lib, fileio, objective, summaries
+from sscs_tf.data import pipeline
+from sscs_tf.schedules import ReduceLROnPlateau
+from sscs_tf.train_state import TrainState, prepare_config
+
+STEP_METRICS = ("total", "vg", "contrast", "caption", "sscs_fell_back")
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or Inf loss; the message names the step and the component."""
+
+
+def _epoch_dataset_fn(config, epoch: int, skip: int, num_steps: int):
+  seed = config.seed * 1_000_003 + 10 * epoch
+
+  def dataset_fn(input_context):
+    ds = pipeline.make_dataset(config.data, config.data.train_split, input_context,
+                               training=True, seed=seed, repeat=True)
+    return ds.skip(skip).take(num_steps - skip)
+
+  return dataset_fn
+
+
+def _clip_and_apply(state: TrainState, grads, variables, loss_scale):
+  """Clips the *global* gradient to `optim.clip_norm`, then applies it.
+
+  Keras 3 clips each replica's gradient before summing them; to clip the summed gradient as
+  on one device, it is all-reduced here first, clipped, and divided by the replica count
+  (the optimizer sums it back).
+  """
+  context = tf.distribute.get_replica_context()
+  replicas = context.num_replicas_in_sync if context is not None else 1
+  if replicas > 1:
+    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+  clip_norm = state.config.optim.clip_norm
+  if clip_norm:
+    norm = tf.linalg.global_norm(grads) / loss_scale
+    factor = clip_norm / tf.maximum(norm, clip_norm)
+    grads = [g * factor for g in grads]
+  if replicas > 1:
+    grads = [g / replicas for g in grads]
+  state.optimizer.apply_gradients(zip(grads, variables))
+
+
+def make_train_steps(state: TrainState, strategy, global_batch_size: int):
+  """A compiled function running `num_steps` steps; returns per-step global metrics."""
+  config = state.config
+  variables = state.trainable_variables()
+
+  def step_fn(batch):
+    with tf.GradientTape() as tape:
+      outputs = state.model(eval_lib.model_inputs(batch), training=True)
+      terms = objective.compute_losses(config.model.name, outputs, batch, config.loss,
+                                       global_batch_size, state.branch, training=True)
+      loss = terms["total"]
+      scaled = state.optimizer.scale_loss(loss) if state.loss_scaled else loss
+    grads = tape.gradient(scaled, variables)
+    scale = state.optimizer.dynamic_scale if state.loss_scaled else 1.0
+    _clip_and_apply(state, grads, variables, scale)
+    return [terms.get(name, tf.constant(0.0)) for name in STEP_METRICS]
+
+  @tf.function
+  def train_steps(iterator, num_steps):
+    history = tf.TensorArray(tf.float32, size=num_steps)
+    for i in tf.range(num_steps):
+      per_replica = strategy.run(step_fn, args=(next(iterator),))
+      values = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for v in per_replica]
+      history = history.write(i, tf.stack(values))
+    return history.stack()
+
+  return train_steps
+
+
+def _check_finite(history: np.ndarray, first_step: int) -> None:
+  bad = ~np.isfinite(history)
+  if bad.any():
+    row, col = np.argwhere(bad)[0]
+    raise NonFiniteLossError(
+        f"Non-finite loss at step {first_step + row + 1}: component {STEP_METRICS[col]!r} = "
+        f"{history[row, col]} (all components: "
+        f"{dict(zip(STEP_METRICS, history[row].tolist()))}). The last checkpoint is intact; "
+        "lower the learning rate or check the data.")
+
+
+class _Progress:
+  """A progress bar with rate and ETA on a terminal; periodic log lines otherwise."""
+
+  def __init__(self, total_steps: int, log_every: int):
+    self.total, self.log_every = total_steps, max(1, log_every)
+    self.bar = keras.utils.Progbar(total_steps) if sys.stdout.isatty() else None
+
+  def update(self, step: int, values: dict, rate: float) -> None:
+    if self.bar is not None:
+      self.bar.update(step, [(k, v) for k, v in values.items()] + [("q/s", rate)])
+    elif step % self.log_every == 0 or step == self.total:
+      parts = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+      logging.info("step %d/%d: %s, %.1f queries/s", step, self.total, parts, rate)
+
+
+def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
+  """Trains `config` in `workdir`, resuming from its last checkpoint; returns the last
+  evaluation table (metric name -> value)."""
+  strategy = strategy or distribute.make_strategy(config.train.strategy,
+                                                  config.train.devices)
+  config = prepare_config(config)
+  chief = distribute.is_chief(strategy)
+  if chief:
+    os.makedirs(workdir, exist_ok=True)
+    fileio.atomic_write_text(os.path.join(workdir, "config.json"),
+                             config.to_json_best_effort(indent=2) + "\n")
+  keras.utils.set_random_seed(config.seed)
+  state = TrainState(config, strategy, distribute.worker_dir(workdir, strategy))
+  state.restore_or_initialize()
+  meta = pipeline.load_meta(config.data.data_dir)
+  global_batch = config.data.batch_size
+  steps_per_epoch = pipeline.steps_per_epoch(meta, config.data.train_split, global_batch)
+  if steps_per_epoch < 1:
+    raise ValueError(f"The training split has fewer queries than one batch of {global_batch}.")
+  total_steps = config.train.num_train_steps or config.train.num_epochs * steps_per_epoch
+  writer = summaries.Writer(workdir, config, enabled=chief)
+  train_steps = make_train_steps(state, strategy, global_batch)
+  progress = _Progress(total_steps, config.train.log_every_steps)
+  table = {}
+  step = state.step_value()
+  logging.info("Training from step %d to %d (%d steps per epoch)", step, total_steps,
+               steps_per_epoch)
+  while step < total_steps:
+    epoch, offset = divmod(step, steps_per_epoch)
+    epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
+    iterator = iter(strategy.distribute_datasets_from_function(
+        _epoch_dataset_fn(config, epoch, offset, epoch_end - epoch * steps_per_epoch)))
+    while step < epoch_end:
+      num_steps = min(config.train.steps_per_call, epoch_end - step,
+                      _steps_to_next(step, config.train.checkpoint_every_steps))
+      started = time.time()
+      history = train_steps(iterator, tf.constant(num_steps)).numpy()
+      _check_finite(history, step)
+      step = state.advance(num_steps)
+      rate = num_steps * global_batch / max(time.time() - started, 1e-9)
+      values = dict(zip(STEP_METRICS, history[-1].tolist()))
+      progress.update(step, {k: values[k] for k in _shown(state)}, rate)
+      writer.train_scalars(step, values, state.learning_rate(), rate, _shown(state))
+      if step % config.train.checkpoint_every_steps == 0:
+        state.save(step)
+    table = _end_of_epoch(state, writer, epoch, step, total_steps)
+  state.save(step)
+  writer.close()
+  return table
+
+
+def _steps_to_next(step: int, every: int) -> int:
+  return every - step % every
+
+
+def _shown(state: TrainState):
+  names = ["total", "vg"]
+  if state.branch is not None:
+    names += [n for n in ("contrast", "caption") if getattr(state.branch, "lambda1" if
+              n == "contrast" else "lambda2") > 0]
+  return names
+
+
+def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps: int):
+  """Evaluates when due, updates the plateau schedule and the best checkpoint."""
+  config = state.config
+  last = step >= total_steps
+  if not (last or (epoch + 1) % config.train.eval_every_epochs == 0):
+    return {}
+  table, predictions = eval_lib.evaluate(state.model, config, config.data.eval_split,
+                                         predict_fn=state.predict_fn,
+                                         with_predictions=True)
+  writer.eval_scalars(step, config.data.eval_split, table)
+  writer.analysis_images(step, state, predictions)
+  monitored = config.optim.plateau_monitor
+  if monitored:
+    split = config.data.val_split
+    val_table = table if split == config.data.eval_split else eval_lib.evaluate(
+        state.model, config, split, predict_fn=state.predict_fn)[0]
+    writer.eval_scalars(step, split, val_table)
+    key = monitored.split("/", 1)[1] if "/" in monitored else "loss"
+    if state.plateau.update(val_table[key]):
+      logging.info("Learning rate reduced to %g", state.learning_rate())
+  state.save(step)
+  state.maybe_save_best(step, table)
+  return table
+
+
+__all__ = ["train_and_evaluate", "NonFiniteLossError", "ReduceLROnPlateau"]

@@ -1,0 +1,156 @@
+"""What a training run holds and checkpoints: model, Sscs branch, optimizer, schedule, step.
+
+Checkpoints live in `{workdir}/checkpoints` (the last few, every K steps and at the end) and
+`{workdir}/best` (the best evaluation so far, with `best.json`). Only the model's weights
+matter for inference; the branch and the optimizer are training state.
+"""
+
+import copy
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sscs_tf import eval_lib, fileio, models, text
+from sscs_tf.data import pipeline
+from sscs_tf.schedules import ReduceLROnPlateau
+from sscs_tf.sscs.branch import SscsBranch
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def prepare_config(config):
+  """A copy of `config` with what comes from the data filled in: the vocabulary size, the
+  embeddings file, the branch's clip count; checks the feature width."""
+  meta = pipeline.load_meta(config.data.data_dir)
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    model = config.model
+    if model.feature_dim != meta["feature_dim"]:
+      raise ValueError(
+          f"config.model.feature_dim is {model.feature_dim} but the features in "
+          f"{config.data.data_dir} are {meta['feature_dim']}-d: pick the config's feature "
+          "variant that matches the data (e.g. feature=i3d) or set "
+          f"--config.model.feature_dim={meta['feature_dim']}.")
+    if not model.vocab_size:
+      model.vocab_size = meta["vocab_size"]
+    elif model.vocab_size != meta["vocab_size"]:
+      raise ValueError(f"config.model.vocab_size {model.vocab_size} differs from the data's "
+                       f"vocabulary ({meta['vocab_size']} words).")
+    if "embeddings_file" in model and model.embeddings_file == "auto":
+      embeddings = meta.get("embeddings_file")
+      model.embeddings_file = (os.path.join(os.path.abspath(config.data.data_dir), embeddings)
+                               if embeddings else "")
+    if config.sscs.mode != "off":
+      config.sscs.vocab_size = meta["vocab_size"]
+      config.sscs.num_clips = models.num_clips(config.model)
+  return config
+
+
+def dummy_batch(config, batch_size: int = 1):
+  """Inputs of the right shapes to build the model and the branch before restoring."""
+  segments, dim = config.data.num_segments, config.model.feature_dim
+  return {
+      "features": tf.zeros([batch_size, segments, dim]),
+      "feature_mask": tf.ones([batch_size, segments]),
+      "word_ids": tf.fill([batch_size, 2], text.UNK_ID),
+      "num_words": tf.fill([batch_size], 2),
+      "start": tf.zeros([batch_size]), "end": tf.ones([batch_size]),
+      "duration": tf.fill([batch_size], 2.0),
+  }
+
+
+class TrainState:
+  """Builds (inside the strategy's scope) and checkpoints everything a run trains."""
+
+  def __init__(self, config, strategy, directory: str):
+    if config.train.precision not in PRECISIONS:
+      raise ValueError(f"train.precision must be one of {PRECISIONS}")
+    keras.mixed_precision.set_global_policy(config.train.precision)
+    self.config, self.strategy, self.directory = config, strategy, directory
+    self.loss_scaled = config.train.precision == "mixed_float16"
+    with strategy.scope():
+      self.model = models.build_model(config.model)
+      self.branch = SscsBranch(**config.sscs) if config.sscs.mode != "off" else None
+      self.optimizer = _make_optimizer(config.optim, self.loss_scaled)
+      self._build()
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      mode = "min" if config.optim.plateau_monitor in ("", "loss") else "max"
+      self.plateau = ReduceLROnPlateau(self.optimizer, config.optim.plateau_factor,
+                                       config.optim.plateau_patience, mode)
+    parts = dict(model=self.model, optimizer=self.optimizer, step=self.step,
+                 plateau=self.plateau)
+    if self.branch is not None:
+      parts["branch"] = self.branch
+    self.checkpoint = tf.train.Checkpoint(**parts)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(directory, "checkpoints"),
+        max_to_keep=config.train.keep_checkpoints)
+    self.best_checkpoint = tf.train.Checkpoint(model=self.model)
+    self.best_manager = tf.train.CheckpointManager(
+        self.best_checkpoint, os.path.join(directory, "best"), max_to_keep=1)
+    self.predict_fn = eval_lib.make_predict_fn(self.model, config.model.name, config.loss)
+
+  def _build(self):
+    batch = dummy_batch(self.config)
+    outputs = self.model(eval_lib.model_inputs(batch), training=False)
+    if self.branch is not None:
+      self.branch({**{k: outputs[k] for k in ("clip_features", "clip_mask",
+                                               "sentence_feature")},
+                   **{k: batch[k] for k in ("start", "end", "duration", "word_ids",
+                                            "num_words")}})
+    self.optimizer.build(self.trainable_variables())
+
+  def trainable_variables(self):
+    variables = list(self.model.trainable_variables)
+    if self.branch is not None:
+      variables += self.branch.trainable_variables
+    return variables
+
+  def restore_or_initialize(self) -> None:
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d", latest, self.step_value())
+
+  def step_value(self) -> int:
+    return int(self.step.numpy())
+
+  def advance(self, num_steps: int) -> int:
+    self.step.assign_add(num_steps)
+    return self.step_value()
+
+  def learning_rate(self) -> float:
+    return float(np.asarray(self.optimizer.learning_rate))
+
+  def save(self, step: int) -> None:
+    if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+      return
+    path = self.manager.save(checkpoint_number=step)
+    logging.info("Saved %s", path)
+
+  def maybe_save_best(self, step: int, table: dict) -> None:
+    metric = self.config.train.best_metric
+    if metric not in table:
+      raise KeyError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
+                     f"{sorted(table)}")
+    path = os.path.join(self.directory, "best", "best.json")
+    best = json.load(open(path)) if os.path.exists(path) else {"value": -math.inf}
+    if table[metric] > best["value"]:
+      saved = self.best_manager.save(checkpoint_number=step)
+      fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
+                                      "step": step, "checkpoint": os.path.basename(saved),
+                                      "table": table})
+      logging.info("New best %s %.4f at step %d", metric, table[metric], step)
+
+
+def _make_optimizer(optim, loss_scaled: bool):
+  if optim.name != "adam":
+    raise ValueError(f"Unknown optimizer {optim.name!r}; 'adam' is what the baselines use.")
+  optimizer = keras.optimizers.Adam(learning_rate=optim.learning_rate, beta_1=optim.beta_1,
+                                    beta_2=optim.beta_2, epsilon=optim.epsilon)
+  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaled else optimizer
