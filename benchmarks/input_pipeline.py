@@ -9,11 +9,12 @@ Without --data_dir it writes a Charades-STA-sized dataset of random features (6,
   python -m benchmarks.input_pipeline --data_dir=/path/to/prepared --split=train
 
 It times --batches batches after --warmup batches (which fill the shuffle buffers) and prints
-queries/s and the CPU time the process used per second of wall time.
+queries/s, the CPU time the process used (per second and per query) and its peak memory.
 """
 
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -153,8 +154,10 @@ def main(argv):
     seed = None if _SEED.value < 0 else _SEED.value
     rate, cores = measure(config, _SPLIT.value, _TRAINING.value, seed, _WARMUP.value,
                           _BATCHES.value)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"{rate:.0f} queries/s ({rate / config.batch_size:.1f} batches/s), using "
-          f"{cores:.2f} CPU s per s = {cores / rate * 1e6:.0f} CPU us per query")
+          f"{cores:.2f} CPU s per s = {cores / rate * 1e6:.0f} CPU us per query; "
+          f"peak RSS {peak_gib:.1f} GiB")
   finally:
     if cleanup:
       shutil.rmtree(cleanup)

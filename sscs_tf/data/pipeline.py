@@ -1,15 +1,19 @@
 """The input pipeline: a data_prep output directory -> batches of queries (`tf.data`).
 
 A record holds one video and all its queries (`example.py`). Work that depends only on the
-video runs once per record: parsing, L2 normalisation, resampling, the per-query targets
-(computed for all the video's queries at once). Each record then expands into one element
-per query; the queries of a video share its feature tensor (no copy) until batching.
+video runs once per record: parsing, L2 normalisation, resampling. Each record then expands
+into one element per query; the queries of a video share its feature tensor (no copy) until
+batching. The targets (IoU map, LGI attention mask) are computed per batch, where their few
+dozen small ops cost least.
 
-Training shuffles at two levels, to bound memory: the serialized videos (compact: T rows in
-the storage dtype) in a buffer of about `shuffle_buffer` queries' worth of videos, then the
-queries in a buffer of `_QUERY_MIX_BATCHES` batches, which separates the queries of a video
-(resampled features take 256 x D floats per video, too many to hold thousands of them).
-With the same seed, two runs give the same batches; `seed=None` trades that for speed.
+Training order. The serialized videos (compact: T rows in the storage dtype) are shuffled
+in a buffer of about `shuffle_buffer` queries' worth of videos, and each video's queries are
+permuted. The queries are then interleaved round-robin from `batch_size` videos at a time:
+two queries of one video are `batch_size` elements apart, so a batch never holds two queries
+of the same video (which the Sscs objectives would count as each other's negatives), and
+only `batch_size` resampled videos (256 x D floats each) are in memory, where a
+query-level shuffle buffer would hold thousands. With the same seed two runs give the same
+batches; `seed=None` trades that for speed.
 
 Sharding (`input_context`): by file when there are at least as many files as input
 pipelines, so each pipeline reads only its own files; otherwise by record, every pipeline
@@ -29,10 +33,6 @@ from sscs_tf.data import preprocess
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("average", "pick")
-# The query-level buffer holds this many batches: 32 x 32 queries of 2D-TAN's 256 x 1024
-# floats are at most 1 GiB, and two queries of one video then rarely share a batch.
-_QUERY_MIX_BATCHES = 32
-_SHARED_KEYS = ("video_id", "duration", "features", "feature_mask")
 
 
 def load_meta(data_dir: str) -> dict:
@@ -96,13 +96,14 @@ def _read_records(files, training, input_context, seed, deterministic):
 
 
 def _video_fn(config, meta, resample: bool):
-  """Parses a record into `(per-query dict [Q, ...], per-video dict)`."""
-  num_segments = config.num_segments
+  """Parses a record into `(per-query dict [Q, ...], per-video dict)`.
 
-  def fn(serialized):
+  With `random_bits` (training), the queries come out in a random order.
+  """
+
+  def fn(serialized, random_bits=None):
     video = example.parse_video(serialized, meta["feature_dim"], meta["feature_dtype"])
     features = preprocess.l2_normalize_rows(video["features"])
-    num_clips = tf.shape(features)[0]
     word_ids = video["word_ids"]
     if config.max_query_length > 0:
       word_ids = word_ids[:, :config.max_query_length]
@@ -114,20 +115,18 @@ def _video_fn(config, meta, resample: bool):
         "word_ids": tf.expand_dims(word_ids, 1),
         "num_words": tf.cast(word_ids.row_lengths(), tf.int32),
     }
-    duration = video["duration"]
-    if config.map_size > 0:
-      queries["iou_map"] = preprocess.iou_map(duration, video["starts"], video["ends"],
-                                              config.map_size)
-    shared = {"video_id": video["video_id"], "duration": duration}
-    if config.sampling == "pick":
-      num_valid = tf.minimum(num_clips, num_segments)
-      queries["gt_segment_mask"] = preprocess.lgi_gt_mask(
-          video["starts"], video["ends"], duration, num_valid, num_segments)
-      if resample:
-        features, shared["feature_mask"] = preprocess.pick_segments(features, num_segments)
-    else:
-      features = preprocess.average_to_fixed_length(features, num_segments)
-      shared["feature_mask"] = tf.ones([num_segments], tf.float32)
+    if random_bits is not None:
+      order = tf.argsort(tf.random.stateless_uniform(
+          tf.shape(video["starts"]), seed=tf.stack([random_bits, 0])))
+      queries = {k: tf.gather(v, order) for k, v in queries.items()}
+    shared = {"video_id": video["video_id"], "duration": video["duration"],
+              "num_clips": tf.shape(features)[0]}
+    if config.sampling == "average":
+      features = preprocess.average_to_fixed_length(features, config.num_segments)
+      shared["feature_mask"] = tf.ones([config.num_segments], tf.float32)
+    elif resample:
+      features, shared["feature_mask"] = preprocess.pick_segments(features,
+                                                                  config.num_segments)
     shared["features"] = features
     return queries, shared
 
@@ -141,7 +140,7 @@ def _expand(queries, shared):
 
 
 def _pick_fn(num_segments):
-  """Training-time LGI sampling: a fresh offset per query (after the shuffle)."""
+  """Training-time LGI sampling: a fresh offset for every query."""
 
   def fn(random_bits, element):
     queries, shared = element
@@ -155,16 +154,57 @@ def _pick_fn(num_segments):
   return fn
 
 
-def _merge(queries, shared):
-  word_ids = queries["word_ids"].values.to_tensor(default_value=0)  # [B, 1, (L)] -> [B, L]
-  return {**queries, **shared, "word_ids": word_ids}
+def _batch_fn(config):
+  """Merges a batch's two parts and adds the targets, computed for the whole batch."""
+
+  def fn(queries, shared):
+    batch = {**queries, **shared}
+    batch["word_ids"] = queries["word_ids"].values.to_tensor(default_value=0)  # [B, L]
+    num_clips = batch.pop("num_clips")
+    if config.map_size > 0:
+      batch["iou_map"] = preprocess.iou_map(batch["duration"], batch["start"], batch["end"],
+                                            config.map_size)
+    if config.sampling == "pick":
+      batch["gt_segment_mask"] = preprocess.lgi_gt_mask(
+          batch["start"], batch["end"], batch["duration"],
+          tf.minimum(num_clips, config.num_segments), config.num_segments)
+    return batch
+
+  return fn
+
+
+def _random(seed):
+  """int64 random numbers; new ones on each pass when the trainer repeats the dataset."""
+  return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+
+def _training_queries(records, video_fn, buffer_videos, batch_size, repeat, seeds, parallel,
+                      deterministic):
+  """Shuffled videos -> their queries in a random order, `batch_size` videos round-robin."""
+  ds = records.shuffle(buffer_videos, seed=seeds[0])
+  if repeat:
+    ds = ds.repeat()
+  ds = tf.data.Dataset.zip(ds, _random(seeds[1]))
+  ds = ds.map(video_fn, num_parallel_calls=parallel, deterministic=deterministic)
+  return ds.interleave(_expand, cycle_length=batch_size, block_length=1)
+
+
+def _eval_queries(records, video_fn, repeat, parallel):
+  """Videos in file order -> their queries in stored order."""
+  ds = records.repeat() if repeat else records
+  ds = ds.map(video_fn, num_parallel_calls=parallel, deterministic=True)
+  return ds.flat_map(_expand)
 
 
 def _validate(config):
   if config.sampling not in SAMPLINGS:
     raise ValueError(f"data.sampling must be one of {SAMPLINGS}, got {config.sampling!r}.")
-  if config.num_segments <= 0:
-    raise ValueError(f"data.num_segments must be positive, got {config.num_segments}.")
+  for field in ("num_segments", "batch_size", "eval_batch_size"):
+    if config[field] <= 0:
+      raise ValueError(f"data.{field} must be positive, got {config[field]}.")
+  for field in ("map_size", "max_query_length"):
+    if config[field] < 0:
+      raise ValueError(f"data.{field} must be >= 0, got {config[field]}.")
   if not config.data_dir:
     raise ValueError("data.data_dir is empty: set it to a data_prep output directory.")
 
@@ -202,26 +242,22 @@ def make_dataset(data_config, split: str, input_context=None, *, training=None, 
   seeds = [None] * 4 if seed is None else [seed + i for i in range(4)]
 
   ds = _read_records(files, training, input_context, seeds[0], deterministic)
+  pick_per_query = training and data_config.sampling == "pick"
+  video_fn = _video_fn(data_config, meta, resample=not pick_per_query)
   if training:
     stats = _split_meta(meta, split)
     per_video = max(1.0, stats.get("queries", 1) / max(1, stats.get("videos", 1)))
-    ds = ds.shuffle(math.ceil(data_config.shuffle_buffer / per_video), seed=seeds[1])
-  if repeat:
-    ds = ds.repeat()
-  pick_per_query = training and data_config.sampling == "pick"
-  ds = ds.map(_video_fn(data_config, meta, resample=not pick_per_query),
-              num_parallel_calls=parallel, deterministic=deterministic)
-  ds = ds.flat_map(_expand)
-  if training:
-    ds = ds.shuffle(min(data_config.shuffle_buffer, _QUERY_MIX_BATCHES * batch_size),
-                    seed=seeds[2])
+    ds = _training_queries(ds, video_fn, math.ceil(data_config.shuffle_buffer / per_video),
+                           batch_size, repeat, seeds[1:3], parallel, deterministic)
+  else:
+    ds = _eval_queries(ds, video_fn, repeat, parallel)
   if pick_per_query:
-    random = tf.data.Dataset.random(seed=seeds[3], rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip(random, ds).map(
+    ds = tf.data.Dataset.zip(_random(seeds[3]), ds).map(
         _pick_fn(data_config.num_segments), num_parallel_calls=parallel,
         deterministic=deterministic)
   ds = ds.batch(batch_size, drop_remainder=training)
-  ds = ds.map(_merge).prefetch(AUTOTUNE)
+  ds = ds.map(_batch_fn(data_config), num_parallel_calls=parallel,
+              deterministic=deterministic).prefetch(AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = deterministic
   if input_context is not None:

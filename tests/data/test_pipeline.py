@@ -17,19 +17,19 @@ DIM = 8
 SPLITS = {"train": (7, 3), "test": (5, 1)}
 
 
-def _write_dataset(root, dtype, seed):
-  """Random videos (T from 3 to 40, 1-4 queries) in shards + meta.json; returns the truth."""
+def _write_dataset(root, dtype, seed, splits_spec=None, queries_per_video=(1, 4)):
+  """Random videos (T from 3 to 40) in shards + meta.json; returns the truth per query."""
   rng = np.random.default_rng(seed)
   os.makedirs(root)
   truth, splits = {}, {}
-  for split, (num_videos, num_files) in SPLITS.items():
+  for split, (num_videos, num_files) in (splits_spec or SPLITS).items():
     records, num_queries = [], 0
     for v in range(num_videos):
       video_id = f"{split}_video{v}"
       duration = float(rng.uniform(10.0, 40.0))
       features = rng.normal(size=(int(rng.integers(3, 41)), DIM)).astype(np.float32)
       queries = []
-      for q in range(int(rng.integers(1, 5))):
+      for q in range(int(rng.integers(queries_per_video[0], queries_per_video[1] + 1))):
         start = float(rng.uniform(0.0, duration - 2.0))
         words = rng.integers(3, 60, size=int(rng.integers(1, 9))).tolist()
         queries.append(example.QueryRecord(f"{video_id}:{q}", f"{video_id} sentence {q}",
@@ -167,6 +167,25 @@ def test_training_batches_are_full_shuffled_and_seeded(dataset32):
   assert flat != sorted(flat)
   for query in _queries(pipeline.make_dataset(config, "train", seed=3)):
     _check_pairing(query, truth)
+
+
+def test_training_batches_hold_distinct_videos_and_permute_queries(tmp_path):
+  truth = _write_dataset(str(tmp_path / "d"), "float32", seed=2,
+                         splits_spec={"train": (20, 2)}, queries_per_video=(3, 3))
+  ds = pipeline.make_dataset(_config(str(tmp_path / "d")), "train", seed=0)
+  batches = [[truth[q.decode()]["video_id"] for q in b["query_id"].numpy()] for b in ds]
+  assert len(batches) == 15
+  # Queries of one video are 4 (the batch size) apart in the stream, until the last videos
+  # drain the round-robin: at most 4 videos x 3 queries = 3 batches at the end.
+  for videos in batches[:-3]:
+    assert len(set(videos)) == 4, videos
+  # Each video's queries come out in a random order, not the stored one.
+  order = {}
+  for query_id in (q.decode() for b in pipeline.make_dataset(
+      _config(str(tmp_path / "d")), "train", seed=0) for q in b["query_id"].numpy()):
+    video, index = query_id.rsplit(":", 1)
+    order.setdefault(video, []).append(int(index))
+  assert any(indices != sorted(indices) for indices in order.values())
 
 
 def test_training_repeat_crosses_epochs(dataset32):
