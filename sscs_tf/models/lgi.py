@@ -10,6 +10,13 @@ masks them, so the content of padded rows never reaches an output. As in the ref
 fused features at padded steps are not zero (the fusion's biases and the phrase reach them)
 and the kernel-15 convolutions read them near the end of a short video: how many steps are
 padded matters, what they hold does not.
+
+Two departures from the letter of reference-lgi.md, both following the authors' code: the
+phrase pooling weights are computed from the phrase features e_n (the code pools with
+`satt_fn(se_feats)`; the doc's step 6 names m_n), and the Linear(512, 512) that the code
+builds inside that pooling but whose output it discards is left out (262,656 parameters).
+The code deep-copies one initialised branch per phrase (and one non-local block); here
+every copy draws its own initial weights.
 """
 
 import keras
@@ -340,7 +347,8 @@ class LGI(keras.Model):
     the duration, "temporal_attention": [B, S] o, "phrase_attention": [B, N, L] (zeros when
     N = 1), "clip_features": [B, S, H] the video encoder output, "clip_mask": [B, S],
     "sentence_feature": [B, H]}, all float32; with return_intermediates also "phrases"
-    [B, N, H], "phrase_weights" [B, N] and "global_features" [B, S, H].
+    [B, N, H], "phrase_weights" [B, N], "local_features" [B, N, S, H] and "global_features"
+    [B, S, H] (after the non-local blocks).
   """
 
   def __init__(self, *, feature_dim: int, vocab_size: int, embedding_dim: int = 300,
@@ -439,7 +447,8 @@ class LGI(keras.Model):
                "phrase_attention": phrase_attention, "clip_features": clip_features,
                "clip_mask": clip_mask, "sentence_feature": sentence}
     if return_intermediates:
-      outputs.update(phrases=phrases, phrase_weights=phrase_weights, global_features=x)
+      outputs.update(phrases=phrases, phrase_weights=phrase_weights, local_features=local,
+                     global_features=x)
     return {k: ops.cast(v, "float32") for k, v in outputs.items()}
 
   def get_config(self):

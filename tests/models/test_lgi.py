@@ -53,7 +53,12 @@ def test_output_shapes_eager_and_graph(num_phrases):
   model = tiny_lgi(num_phrases=num_phrases)
   inputs = make_inputs()
   eager = model(inputs)
-  graph = tf.function(lambda x: model(x))(inputs)  # pylint: disable=unnecessary-lambda
+  # Any batch size and sentence length in one trace, as the trainer feeds them.
+  spec = {"features": tf.TensorSpec([None, S, D]), "feature_mask": tf.TensorSpec([None, S]),
+          "word_ids": tf.TensorSpec([None, None], tf.int32),
+          "num_words": tf.TensorSpec([None], tf.int32)}
+  graph_fn = tf.function(lambda x: model(x), input_signature=[spec])
+  graph = graph_fn(inputs)
   expected = {"times": (3, 2), "temporal_attention": (3, S),
               "phrase_attention": (3, num_phrases, L), "clip_features": (3, S, 8),
               "clip_mask": (3, S), "sentence_feature": (3, 8)}
@@ -63,6 +68,12 @@ def test_output_shapes_eager_and_graph(num_phrases):
   for key in OUTPUT_KEYS:
     np.testing.assert_allclose(graph[key], eager[key], rtol=1e-5, atol=1e-6)
   assert np.all(np.asarray(eager["times"]) >= 0)  # relu output
+  # Two more padding columns (a batch with a longer sentence) change nothing.
+  longer = dict(inputs, word_ids=np.pad(inputs["word_ids"], [[0, 0], [0, 2]]))
+  padded = graph_fn(longer)
+  assert graph_fn.experimental_get_tracing_count() == 1
+  np.testing.assert_allclose(padded["times"], graph["times"], rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(padded["phrase_attention"][:, :, L:], 0.0)
 
 
 def test_padded_segments_and_words_do_not_change_outputs():
@@ -170,6 +181,63 @@ def test_nonlocal_block_equals_numpy(num_heads):
       weights = softmax_np(logits, mask[b][None, :] > 0)  # padded key columns j masked
       expected[b, :, cols] += weights @ value[b, :, cols]
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def conv_same_np(x, kernel):
+  """Conv1D, "same" zero padding, no bias: x [T, C], kernel [K, C, O]."""
+  half = kernel.shape[0] // 2
+  padded = np.pad(x, [[half, half], [0, 0]])
+  return np.stack([np.einsum("kc,kco->o", padded[t:t + kernel.shape[0]], kernel)
+                   for t in range(x.shape[0])])
+
+
+def batch_norm_np(layer, x):
+  gamma, beta, mean, var = (np.asarray(w) for w in layer.weights)
+  return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
+
+
+def test_phrase_local_context_equals_numpy():
+  layer = lgi.PhraseLocalContext(8, 3)
+  layer.build()
+  rng = np.random.default_rng(4)
+  for norm in layer.norms:  # statistics as after training, so inference mode is not identity
+    norm.set_weights([rng.uniform(0.5, 2, 8), rng.normal(size=8), rng.normal(size=8),
+                      rng.uniform(0.5, 2, 8)])
+  video, phrase = rng.normal(size=(2, 6, 8)), rng.normal(size=(2, 8))
+  got = np.asarray(layer(video.astype(np.float32), phrase.astype(np.float32)))
+  to_video, to_phrase, to_fused = layer.fusion
+  relu = lambda z: np.maximum(z, 0)
+  m = relu(dense_np(to_fused, relu(dense_np(to_video, video))
+                    * relu(dense_np(to_phrase, phrase))[:, None]))  # Eq. 8
+  for b in range(2):
+    kernels = [np.asarray(conv.kernel) for conv in layer.convs]
+    y = relu(batch_norm_np(layer.norms[0], conv_same_np(m[b], kernels[0])))
+    y = batch_norm_np(layer.norms[1], conv_same_np(y, kernels[1]))
+    np.testing.assert_allclose(got[b], relu(m[b] + y), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_pooling_and_regression_equal_numpy(activation):
+  model = tiny_lgi(output_activation=activation)
+  inputs = make_inputs()
+  out = {k: np.asarray(v) for k, v in model(inputs, return_intermediates=True).items()}
+  pooling = model.phrase_pooling
+  logits = dense_np(pooling.score, np.tanh(dense_np(pooling.hidden, out["phrases"])))[..., 0]
+  np.testing.assert_allclose(out["phrase_weights"], softmax_np(logits, True), rtol=1e-5)
+  aggregated = np.einsum("bn,bnth->bth", out["phrase_weights"], out["local_features"])
+  x = aggregated.astype(np.float32)
+  for block in model.nonlocal_blocks:
+    x = block(x, inputs["feature_mask"])
+  np.testing.assert_allclose(out["global_features"], x, rtol=1e-5, atol=1e-5)
+  attention = model.temporal_attention
+  logits = dense_np(attention.score, np.tanh(dense_np(attention.hidden, out["global_features"])))
+  o = softmax_np(logits[..., 0], inputs["feature_mask"] > 0)  # Eq. 13
+  np.testing.assert_allclose(out["temporal_attention"], o, rtol=1e-5, atol=1e-7)
+  embed, hidden, to_times = model.regression
+  pooled = np.einsum("bt,bth->bh", o, out["global_features"])  # Eq. 14
+  times = dense_np(to_times, np.maximum(dense_np(hidden, dense_np(embed, pooled)), 0))
+  times = np.maximum(times, 0) if activation == "relu" else 1 / (1 + np.exp(-times))
+  np.testing.assert_allclose(out["times"], times, rtol=1e-5, atol=1e-6)
 
 
 def test_video_encoder_adds_masked_positions():
