@@ -51,7 +51,10 @@ def load_meta(data_dir: str) -> dict:
     raise ValueError(f"{path}: feature_dtype must be one of {example.FEATURE_DTYPES}, got "
                      f"{meta['feature_dtype']!r}.")
   for name, split in meta["splits"].items():
-    if not split.get("files"):
+    for key in ("files", "videos", "queries"):
+      if key not in split:
+        raise ValueError(f"{path}: split {name!r} has no field {key!r}.")
+    if not split["files"]:
       raise ValueError(f"{path}: split {name!r} lists no files.")
   return meta
 
@@ -246,7 +249,7 @@ def make_dataset(data_config, split: str, input_context=None, *, training=None, 
   video_fn = _video_fn(data_config, meta, resample=not pick_per_query)
   if training:
     stats = _split_meta(meta, split)
-    per_video = max(1.0, stats.get("queries", 1) / max(1, stats.get("videos", 1)))
+    per_video = max(1.0, stats["queries"] / max(1, stats["videos"]))
     ds = _training_queries(ds, video_fn, math.ceil(data_config.shuffle_buffer / per_video),
                            batch_size, repeat, seeds[1:3], parallel, deterministic)
   else:

@@ -293,3 +293,7 @@ def test_helpers_and_clear_errors(dataset32, tmp_path):
   (tmp_path / "meta.json").write_text(json.dumps(broken))
   with pytest.raises(FileNotFoundError, match="absent.tfrecord"):
     pipeline.make_dataset(_config(str(tmp_path)), "train")
+  del broken["splits"]["train"]["queries"]
+  (tmp_path / "meta.json").write_text(json.dumps(broken))
+  with pytest.raises(ValueError, match="'train' has no field 'queries'"):
+    pipeline.load_meta(str(tmp_path))
