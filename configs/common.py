@@ -8,7 +8,10 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from configs import default
+from configs import default, training
+
+# Arguments every config file accepts besides its own (see configs/training.py).
+COMMON_ARGS = dict(sscs="off", paper_optim=False, runlocal=False)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -57,7 +60,8 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
                num_scale_layers: Sequence[int], map_kernel_size: int, map_num_layers: int,
                min_iou: float, max_iou: float, nms_thresh: float,
                iou_thresholds: Sequence[float], val_split: str, eval_split: str,
-               runlocal: bool) -> ml_collections.ConfigDict:
+               runlocal: bool, sscs: str = "off",
+               paper_optim: bool = False) -> ml_collections.ConfigDict:
   """The 2D-TAN config; dataset files pass their published values (reference-2dtan.md)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -81,10 +85,12 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
       num_scale_layers=list(num_scale_layers),
       map_kernel_size=map_kernel_size,
       map_num_layers=map_num_layers,
-      # Filled from the data_prep output (vocab.txt, embeddings.npy) when training starts.
+      # Filled from the data_prep output (vocab.txt) when training starts.
       vocab_size=0,
       embedding_dim=300,  # Published: GloVe 840B 300-d, frozen.
-      embeddings_file="",
+      # "auto": the data's embeddings.npy (frozen GloVe) when data_prep wrote one, else
+      # learned embeddings; "": always learned; or a path to a [vocab, 300] .npy.
+      embeddings_file="auto",
       lstm_units=512,  # Published: 3-layer LSTM, 512 units.
       lstm_layers=3,
   ))
@@ -104,12 +110,14 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
       clip_norm=10.0,  # Published: gradient-norm clip 10.
       plateau_factor=0.8,  # Published: ReduceLROnPlateau(factor 0.8, patience 20) ...
       plateau_patience=20,
-      # ... on the validation loss, only where a validation split exists.
-      plateau_monitor="val_loss" if val_split else "",
+      # ... on the validation loss ("loss" on data.val_split), only where one exists.
+      plateau_monitor="loss" if val_split else "",
   ))
 
-  config.train = ml_collections.ConfigDict(dict(num_epochs=100))  # Published: 100 epochs.
-
+  config.train = training.train_config(num_epochs=100, best_metric="Rank1@0.5")  # Published.
+  config.sscs = training.sscs_config(dataset, sscs)
+  if paper_optim:
+    training.apply_paper_optim(config)
   if runlocal:
     shrink_for_local_run(config)
   config.lock()
@@ -120,7 +128,8 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
 def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal_blocks: int,
                num_heads: int, dqa_lambda: float, max_query_length: int, output_activation: str,
                num_epochs: int, val_split: str, eval_split: str,
-               runlocal: bool) -> ml_collections.ConfigDict:
+               runlocal: bool, sscs: str = "off",
+               paper_optim: bool = False) -> ml_collections.ConfigDict:
   """The LGI config; dataset files pass their published values (reference-lgi.md)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -130,6 +139,7 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
   config.data.sampling = "pick"  # LGI picks rows (random offset in training) ...
   config.data.num_segments = 128  # ... into 128 segments, zero-padding shorter videos.
   config.data.map_size = 0  # No 2D-TAN IoU map; the pipeline emits gt_segment_mask.
+  config.data.normalize_rows = False  # LGI's reference feeds the features as they are.
   config.data.max_query_length = max_query_length
   config.data.val_split = val_split
   config.data.eval_split = eval_split
@@ -175,8 +185,10 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
       plateau_monitor="",
   ))
 
-  config.train = ml_collections.ConfigDict(dict(num_epochs=num_epochs))
-
+  config.train = training.train_config(num_epochs=num_epochs, best_metric="R1@0.5")
+  config.sscs = training.sscs_config(dataset, sscs)
+  if paper_optim:
+    training.apply_paper_optim(config)
   if runlocal:
     shrink_lgi_for_local_run(config)
   config.lock()

@@ -21,6 +21,8 @@ def get_data_config() -> ml_collections.ConfigDict:
       # "average": rows averaged into num_segments steps (2D-TAN, 256).
       # "pick": num_segments rows picked with a random offset in training (LGI, 128).
       sampling="average",
+      # L2-normalise each feature row first (2D-TAN does; LGI's reference does not).
+      normalize_rows=True,
       num_segments=256,
       # N of the 2D-TAN IoU target map emitted per query; 0 emits none.
       map_size=16,

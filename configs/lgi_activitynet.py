@@ -15,7 +15,7 @@ FEATURE_DIMS = {"c3d": 500}  # Published: the official C3D features, PCA to 500-
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, feature="c3d", runlocal=False)
+  args = common.parse_arg(arg, feature="c3d", **common.COMMON_ARGS)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.lgi_config(
       dataset="activitynet_captions",
@@ -29,4 +29,4 @@ def get_config(arg=None):
       num_epochs=300,  # Published: 300 epochs.
       val_split="val",  # val_1; unused while optim.plateau_monitor is empty.
       eval_split="test",
-      runlocal=args.runlocal)
+      runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

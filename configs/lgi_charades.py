@@ -12,7 +12,7 @@ FEATURE_DIMS = {"i3d": 1024}  # Published: I3D (fine-tuned on Charades), 1024-d.
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, feature="i3d", runlocal=False)
+  args = common.parse_arg(arg, feature="i3d", **common.COMMON_ARGS)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.lgi_config(
       dataset="charades_sta",
@@ -27,4 +27,4 @@ def get_config(arg=None):
       num_epochs=500,  # Published: 500 epochs.
       val_split="",  # Charades-STA has no validation split.
       eval_split="test",
-      runlocal=args.runlocal)
+      runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

@@ -15,7 +15,7 @@ NMS_THRESH = {"conv": 0.5, "pool": 0.5}
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, variant="conv", feature="c3d", runlocal=False)
+  args = common.parse_arg(arg, variant="conv", feature="c3d", **common.COMMON_ARGS)
   common.check_choice("variant", args.variant, NMS_THRESH)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.tan_config(
@@ -33,4 +33,4 @@ def get_config(arg=None):
       # data_prep names val_1.json `val` and val_2.json `test`.
       val_split="val",  # Drives ReduceLROnPlateau.
       eval_split="test",
-      runlocal=args.runlocal)
+      runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

@@ -3,6 +3,7 @@ r"""2D-TAN on Charades-STA.
   --config configs/tan_charades.py                       # conv map, I3D features
   --config configs/tan_charades.py:variant=pool,feature=vgg
   --config configs/tan_charades.py:runlocal              # tiny widths, short run
+  --config configs/tan_charades.py:sscs=ss               # with Sscs (configs/training.py)
 
 Published values from the 2D-TAN code's charades configs (reference-2dtan.md).
 """
@@ -16,7 +17,7 @@ NMS_THRESH = {"conv": 0.5, "pool": 0.45}
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, variant="conv", feature="i3d", runlocal=False)
+  args = common.parse_arg(arg, variant="conv", feature="i3d", **common.COMMON_ARGS)
   common.check_choice("variant", args.variant, NMS_THRESH)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.tan_config(
@@ -33,4 +34,4 @@ def get_config(arg=None):
       iou_thresholds=[0.5, 0.7],  # Published: Rank n@m for m in {0.5, 0.7}.
       val_split="",  # Charades-STA has no validation split: no plateau schedule.
       eval_split="test",
-      runlocal=args.runlocal)
+      runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

@@ -15,7 +15,7 @@ NMS_THRESH = {"conv": 0.5, "pool": 0.4}
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, variant="conv", feature="c3d", runlocal=False)
+  args = common.parse_arg(arg, variant="conv", feature="c3d", **common.COMMON_ARGS)
   common.check_choice("variant", args.variant, NMS_THRESH)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.tan_config(
@@ -32,4 +32,4 @@ def get_config(arg=None):
       iou_thresholds=[0.1, 0.3, 0.5, 0.7],  # Published: Rank n@m, m in {0.1, 0.3, 0.5, 0.7}.
       val_split="val",  # Drives ReduceLROnPlateau.
       eval_split="test",
-      runlocal=args.runlocal)
+      runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

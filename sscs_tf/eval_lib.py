@@ -44,7 +44,37 @@ class TanScorer:
     return self.evaluator.per_query()
 
 
-SCORERS = {"tan": TanScorer}
+class LgiScorer:
+  """LGI: the regressed (t_s, t_e) fractions times the duration; R@1 with IoU >= m."""
+
+  def __init__(self, eval_config):
+    self.thresholds = tuple(eval_config.iou_thresholds)
+    self._pred, self._gt, self._ids, self._durations = [], [], [], []
+
+  @staticmethod
+  def outputs_to_numpy(outputs):
+    return {"times": tf.cast(outputs["times"], tf.float32)}
+
+  def update(self, out, batch):
+    self._pred.append(out["times"] * batch["duration"][:, None])
+    self._gt.append(np.stack([batch["start"], batch["end"]], axis=1))
+    self._durations.append(batch["duration"])
+    self._ids.extend(batch["query_id"])
+
+  def result(self):
+    return metrics.r_at_1(np.concatenate(self._pred), np.concatenate(self._gt),
+                          self.thresholds)
+
+  def per_query(self):
+    pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
+    ious = metrics.temporal_iou(pred, gt)
+    durations = np.concatenate(self._durations)
+    return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
+                 segments=[pred[i].tolist()], ious=[float(ious[i])])
+            for i, qid in enumerate(self._ids)]
+
+
+SCORERS = {"tan": TanScorer, "lgi": LgiScorer}
 
 
 def make_predict_fn(model, model_name: str, loss_config):

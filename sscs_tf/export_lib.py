@@ -84,6 +84,7 @@ class ServingModule(tf.Module):
     self.head = make_head(config)
     self.feature_dim = int(config.model.feature_dim)
     self.sampling = config.data.sampling
+    self.normalize_rows = bool(config.data.normalize_rows)
     self.num_segments = int(config.data.num_segments)
     self.serve = tf.function(self._serve, input_signature=[
         tf.TensorSpec([None], tf.string, name="sentences"),
@@ -114,7 +115,9 @@ class ServingModule(tf.Module):
 
   def _prepare_video(self, args):
     features, length = args
-    rows = preprocess.l2_normalize_rows(features[:length])
+    rows = features[:length]
+    if self.normalize_rows:
+      rows = preprocess.l2_normalize_rows(rows)
     if self.sampling == "average":
       return (preprocess.average_to_fixed_length(rows, self.num_segments),
               tf.ones([self.num_segments], tf.float32))

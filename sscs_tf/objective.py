@@ -23,7 +23,36 @@ def tan_vg_loss(outputs, batch, loss_config):
                                             loss_config.max_iou)}
 
 
-VG_LOSSES = {"tan": tan_vg_loss}
+def lgi_vg_loss(outputs, batch, loss_config):
+  """LGI's three terms per example (reference weights in the config): regression on the
+  normalised boundaries, temporal attention guidance, distinct query attention."""
+  duration = tf.cast(batch["duration"], tf.float32)
+  targets = tf.stack([batch["start"], batch["end"]], axis=1) / duration[:, None]
+  return {
+      "regression": loss_config.regression_weight * losses.lgi_regression_loss_per_example(
+          outputs["times"], targets),
+      "attention_guidance": loss_config.attention_guidance_weight
+                            * losses.lgi_attention_guidance_loss_per_example(
+                                outputs["temporal_attention"], batch["gt_segment_mask"]),
+      "distinct_query": loss_config.distinct_query_weight
+                        * losses.lgi_distinct_query_loss_per_example(
+                            outputs["phrase_attention"], loss_config.dqa_lambda),
+  }
+
+
+VG_LOSSES = {"tan": tan_vg_loss, "lgi": lgi_vg_loss}
+# The per-example terms each baseline's loss returns, in order.
+VG_TERMS = {"tan": ("vg",), "lgi": ("regression", "attention_guidance", "distinct_query")}
+
+
+def term_names(model_name: str, branch=None) -> tuple:
+  """Names of the scalars `compute_losses` returns for this model and branch."""
+  names = ["total", "vg"] + [n for n in VG_TERMS[model_name] if n != "vg"]
+  if branch is not None:
+    names += [n for n, weight in (("contrast", branch.lambda1), ("caption", branch.lambda2))
+              if weight > 0]
+    names.append("sscs_fell_back")
+  return tuple(names)
 
 SSCS_INPUT_KEYS = ("start", "end", "duration", "word_ids", "num_words")
 

@@ -21,9 +21,6 @@ from sscs_tf.data import pipeline
 from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.train_state import TrainState, prepare_config
 
-STEP_METRICS = ("total", "vg", "contrast", "caption", "sscs_fell_back")
-
-
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or Inf loss; the message names the step and the component."""
 
@@ -64,6 +61,7 @@ def make_train_steps(state: TrainState, strategy, global_batch_size: int):
   """A compiled function running `num_steps` steps; returns per-step global metrics."""
   config = state.config
   variables = state.trainable_variables()
+  names = objective.term_names(config.model.name, state.branch)
 
   def step_fn(batch):
     with tf.GradientTape() as tape:
@@ -75,7 +73,7 @@ def make_train_steps(state: TrainState, strategy, global_batch_size: int):
     grads = tape.gradient(scaled, variables)
     scale = state.optimizer.dynamic_scale if state.loss_scaled else 1.0
     _clip_and_apply(state, grads, variables, scale)
-    return [terms.get(name, tf.constant(0.0)) for name in STEP_METRICS]
+    return [terms[name] for name in names]
 
   @tf.function
   def train_steps(iterator, num_steps):
@@ -90,15 +88,15 @@ def make_train_steps(state: TrainState, strategy, global_batch_size: int):
   return train_steps
 
 
-def _check_finite(history: np.ndarray, first_step: int) -> None:
+def check_finite(history: np.ndarray, names, first_step: int) -> None:
+  """Raises NonFiniteLossError naming the first step and component that is NaN or Inf."""
   bad = ~np.isfinite(history)
   if bad.any():
     row, col = np.argwhere(bad)[0]
     raise NonFiniteLossError(
-        f"Non-finite loss at step {first_step + row + 1}: component {STEP_METRICS[col]!r} = "
-        f"{history[row, col]} (all components: "
-        f"{dict(zip(STEP_METRICS, history[row].tolist()))}). The last checkpoint is intact; "
-        "lower the learning rate or check the data.")
+        f"Non-finite loss at step {first_step + row + 1}: component {names[col]!r} = "
+        f"{history[row, col]} (all components: {dict(zip(names, history[row].tolist()))}). "
+        "The last checkpoint is intact; lower the learning rate or check the data.")
 
 
 class _Progress:
@@ -139,6 +137,8 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   writer = summaries.Writer(workdir, config, enabled=chief)
   train_steps = make_train_steps(state, strategy, global_batch)
   progress = _Progress(total_steps, config.train.log_every_steps)
+  names = objective.term_names(config.model.name, state.branch)
+  shown = [n for n in names if n != "sscs_fell_back"]
   table = {}
   step = state.step_value()
   logging.info("Training from step %d to %d (%d steps per epoch)", step, total_steps,
@@ -153,12 +153,12 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
                       _steps_to_next(step, config.train.checkpoint_every_steps))
       started = time.time()
       history = train_steps(iterator, tf.constant(num_steps)).numpy()
-      _check_finite(history, step)
+      check_finite(history, names, step)
       step = state.advance(num_steps)
       rate = num_steps * global_batch / max(time.time() - started, 1e-9)
-      values = dict(zip(STEP_METRICS, history[-1].tolist()))
-      progress.update(step, {k: values[k] for k in _shown(state)}, rate)
-      writer.train_scalars(step, values, state.learning_rate(), rate, _shown(state))
+      values = dict(zip(names, history[-1].tolist()))
+      progress.update(step, {k: values[k] for k in shown}, rate)
+      writer.train_scalars(step, values, state.learning_rate(), rate, shown)
       if step % config.train.checkpoint_every_steps == 0:
         state.save(step)
     table = _end_of_epoch(state, writer, epoch, step, total_steps)
@@ -169,14 +169,6 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
 
 def _steps_to_next(step: int, every: int) -> int:
   return every - step % every
-
-
-def _shown(state: TrainState):
-  names = ["total", "vg"]
-  if state.branch is not None:
-    names += [n for n in ("contrast", "caption") if getattr(state.branch, "lambda1" if
-              n == "contrast" else "lambda2") > 0]
-  return names
 
 
 def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps: int):
@@ -196,8 +188,7 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
     val_table = table if split == config.data.eval_split else eval_lib.evaluate(
         state.model, config, split, predict_fn=state.predict_fn)[0]
     writer.eval_scalars(step, split, val_table)
-    key = monitored.split("/", 1)[1] if "/" in monitored else "loss"
-    if state.plateau.update(val_table[key]):
+    if state.plateau.update(val_table[monitored]):
       logging.info("Learning rate reduced to %g", state.learning_rate())
   state.save(step)
   state.maybe_save_best(step, table)

@@ -106,7 +106,9 @@ def _video_fn(config, meta, resample: bool):
 
   def fn(serialized, random_bits=None):
     video = example.parse_video(serialized, meta["feature_dim"], meta["feature_dtype"])
-    features = preprocess.l2_normalize_rows(video["features"])
+    features = video["features"]
+    if config.normalize_rows:
+      features = preprocess.l2_normalize_rows(features)
     word_ids = video["word_ids"]
     if config.max_query_length > 0:
       word_ids = word_ids[:, :config.max_query_length]

@@ -1,0 +1,60 @@
+r"""Evaluates a trained run and prints the paper's table.
+
+  sscs-eval --workdir runs/tan_ss [--split test] [--checkpoint best|latest|PATH]
+      [--predictions runs/tan_ss/predictions_test.jsonl]
+
+Writes the table as JSON (default {workdir}/eval_{split}.json); `--predictions` writes one
+JSON line per query (its sentence, ground truth, kept segments and their IoUs).
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+
+from sscs_tf import eval_lib, fileio, run_dir
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)
+_SPLIT = flags.DEFINE_string("split", "", "Split to evaluate (default: the config's eval "
+                             "split).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a checkpoint path.")
+_OUTPUT = flags.DEFINE_string("output", "", "JSON file for the table (default "
+                              "{workdir}/eval_{split}.json).")
+_PREDICTIONS = flags.DEFINE_string("predictions", "", "Optional JSON-lines file of per-query "
+                                   "predictions.")
+
+
+def paper_table(table: dict, split: str) -> str:
+  """The metrics as the paper prints them (percent), a markdown table."""
+  names = [k for k in table if k not in ("loss", "num_queries", "seconds")]
+  header = "| split | " + " | ".join(names) + " |"
+  rule = "|---" * (len(names) + 1) + "|"
+  row = f"| {split} | " + " | ".join(f"{100 * table[k]:.2f}" for k in names) + " |"
+  return "\n".join([header, rule, row])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  model, config, path = run_dir.load_model(_WORKDIR.value, _CHECKPOINT.value)
+  split = _SPLIT.value or config.data.eval_split
+  table, predictions = eval_lib.evaluate(model, config, split,
+                                         with_predictions=bool(_PREDICTIONS.value))
+  output = _OUTPUT.value or os.path.join(_WORKDIR.value, f"eval_{split}.json")
+  fileio.atomic_write_json(output, dict(table, split=split, checkpoint=path))
+  if predictions is not None:
+    fileio.atomic_write_text(_PREDICTIONS.value,
+                             "".join(json.dumps(p) + "\n" for p in predictions))
+  print(f"{config.model.name} on {config.data.dataset} {split} ({table['num_queries']} "
+        f"queries), checkpoint {path}:")
+  print(paper_table(table, split))
+  print(f"Table written to {output}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
