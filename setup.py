@@ -37,6 +37,11 @@ setuptools.setup(
             "sscs-prep-tacos=data_prep.tacos:run",
             "sscs-prep-activitynet=data_prep.activitynet:run",
             "sscs-prep-demo=data_prep.demo:run",
+            "sscs-train=sscs_tf.cli.train:run",
+            "sscs-eval=sscs_tf.cli.eval:run",
+            "sscs-export=sscs_tf.cli.export:run",
+            "sscs-ground=sscs_tf.cli.ground:run",
+            "sscs-demo=sscs_tf.cli.demo:run",
         ],
     },
     classifiers=[
