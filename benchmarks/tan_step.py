@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -39,13 +40,17 @@ _SINGLE = flags.DEFINE_string("single", "", "Internal: run one 'dim,precision' s
 _VOCAB_SIZE = 1000
 
 
-def _load_config(feature_dim):
+def _load_config(feature_dim, work_dir):
   spec = importlib.util.spec_from_file_location("bench_config", _CONFIG.value)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(_CONFIG_ARG.value)
   config.model.feature_dim = feature_dim
   config.model.vocab_size = _VOCAB_SIZE
+  # A frozen table, as the reference's GloVe: it gets no gradient and no Adam update.
+  config.model.embeddings_file = os.path.join(work_dir, "embeddings.npy")
+  table = np.random.default_rng(1).normal(size=(_VOCAB_SIZE, config.model.embedding_dim))
+  np.save(config.model.embeddings_file, table.astype(np.float32))
   return config
 
 
@@ -76,8 +81,9 @@ def _run_single(feature_dim, precision):
   from sscs_tf.models import build_model  # pylint: disable=import-outside-toplevel
 
   keras.mixed_precision.set_global_policy(precision)
-  config = _load_config(feature_dim)
-  model = build_model(config.model)
+  with tempfile.TemporaryDirectory() as work_dir:
+    config = _load_config(feature_dim, work_dir)
+    model = build_model(config.model)
   optim = config.optim
   optimizer = keras.optimizers.Adam(optim.learning_rate, beta_1=optim.beta_1,
                                     beta_2=optim.beta_2, epsilon=optim.epsilon,
