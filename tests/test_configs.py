@@ -63,7 +63,7 @@ def test_published_values(name, variant, expected):
       256, "average", 32)
   assert (config.optim.learning_rate, config.optim.clip_norm, config.train.num_epochs) == (
       1e-4, 10.0, 100)
-  assert config.optim.plateau_monitor == ("val_loss" if expected[-1] else "")
+  assert config.optim.plateau_monitor == ("loss" if expected[-1] else "")
   assert list(config.eval.ranks) == [1, 5]
 
 
@@ -78,7 +78,8 @@ def test_charades_features_and_lock():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_runlocal_config_builds_a_small_model(name):
   config = CONFIGS[name].get_config("runlocal")
-  config.model.vocab_size = 7
+  # The trainer resolves vocab_size and embeddings_file ("auto") from the data directory.
+  config.model.vocab_size, config.model.embeddings_file = 7, ""
   model = build_model(config.model)
   n = config.model.num_clips
   assert (model.hidden_size, model.map_num_layers, model.num_clips) == (32, 2, n)
