@@ -124,7 +124,6 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
   return config
 
 
-
 def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal_blocks: int,
                num_heads: int, dqa_lambda: float, max_query_length: int, output_activation: str,
                num_epochs: int, val_split: str, eval_split: str,
@@ -203,6 +202,7 @@ def shrink_lgi_for_local_run(config: ml_collections.ConfigDict) -> None:
   config.data.eval_batch_size = 16
   config.data.shuffle_buffer = 256
   config.train.num_epochs = 2
+
 
 def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
   """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
