@@ -77,11 +77,12 @@ class LgiScorer:
 SCORERS = {"tan": TanScorer, "lgi": LgiScorer}
 
 
-def make_predict_fn(model, model_name: str, loss_config):
-  """A compiled forward pass returning the scorer's arrays and the per-example loss."""
+def make_predict_fn(model, model_name: str, loss_config, element_spec):
+  """A compiled forward pass returning the scorer's arrays and the per-example loss, traced
+  once for the evaluation dataset's `element_spec` (any batch size, any sentence length)."""
   scorer = SCORERS[model_name]
 
-  @tf.function(reduce_retracing=True)
+  @tf.function(input_signature=[element_spec])
   def predict(batch):
     outputs = model(model_inputs(batch), training=False)
     terms = objective.VG_LOSSES[model_name](outputs, batch, loss_config)
@@ -101,9 +102,10 @@ def evaluate(model, config, split: str, *, predict_fn=None, max_batches: Optiona
   (query_id, video_id, sentence, duration, gt, segments, ious) or None.
   """
   started = time.time()
-  predict_fn = predict_fn or make_predict_fn(model, config.model.name, config.loss)
-  scorer = SCORERS[config.model.name](config.eval)
   dataset = pipeline.make_dataset(config.data, split, training=False)
+  predict_fn = predict_fn or make_predict_fn(model, config.model.name, config.loss,
+                                             dataset.element_spec)
+  scorer = SCORERS[config.model.name](config.eval)
   if max_batches:
     dataset = dataset.take(max_batches)
   loss_sum, count, extra = 0.0, 0, {}

@@ -31,7 +31,9 @@ def _epoch_dataset_fn(config, epoch: int, skip: int, num_steps: int):
   def dataset_fn(input_context):
     ds = pipeline.make_dataset(config.data, config.data.train_split, input_context,
                                training=True, seed=seed, repeat=True)
-    return ds.skip(skip).take(num_steps - skip)
+    # A step takes one batch per replica; a pipeline feeds this many replicas.
+    replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    return ds.skip(skip * replicas).take((num_steps - skip) * replicas)
 
   return dataset_fn
 
@@ -45,6 +47,11 @@ def _clip_and_apply(state: TrainState, grads, variables, loss_scale):
   """
   context = tf.distribute.get_replica_context()
   replicas = context.num_replicas_in_sync if context is not None else 1
+  pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+  # Embedding gradients arrive as IndexedSlices whose row count differs between replicas;
+  # their collective gather then aborts inside a loop. Dense, they all-reduce like the rest.
+  grads = [tf.convert_to_tensor(g) for g, _ in pairs]
+  variables = [v for _, v in pairs]
   if replicas > 1:
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
   clip_norm = state.config.optim.clip_norm

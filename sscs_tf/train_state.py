@@ -93,7 +93,10 @@ class TrainState:
     self.best_checkpoint = tf.train.Checkpoint(model=self.model)
     self.best_manager = tf.train.CheckpointManager(
         self.best_checkpoint, os.path.join(directory, "best"), max_to_keep=1)
-    self.predict_fn = eval_lib.make_predict_fn(self.model, config.model.name, config.loss)
+    spec = pipeline.make_dataset(config.data, config.data.eval_split,
+                                 training=False).element_spec
+    self.predict_fn = eval_lib.make_predict_fn(self.model, config.model.name, config.loss,
+                                               spec)
 
   def _build(self):
     batch = dummy_batch(self.config)

@@ -36,3 +36,12 @@ def two_cpu_strategy():
     return tf.distribute.MirroredStrategy(TWO_CPUS)
   except (ValueError, RuntimeError) as error:
     pytest.skip(f"MirroredStrategy over {TWO_CPUS} cannot be created: {error}")
+
+
+@pytest.fixture(scope="session")
+def demo_records(tmp_path_factory):
+  """A small demo dataset (Charades-STA formats, converted): its tfrecords folder."""
+  from data_prep import demo  # pylint: disable=import-outside-toplevel
+  root = tmp_path_factory.mktemp("demo_data")
+  return demo.build(str(root), seed=0, num_train_videos=48, num_test_videos=16,
+                    feature_dim=32)

@@ -1,0 +1,140 @@
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sscs_tf import objective, train_lib
+from sscs_tf.schedules import ReduceLROnPlateau
+from sscs_tf.train_state import TrainState, prepare_config
+from tests.testing_train import tiny_config
+
+
+def _event_tags(directory):
+  tags = {}
+  for path in glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"),
+                        recursive=True):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append(value)
+  return tags
+
+
+def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tmp_path,
+                                                                two_cpu_strategy):
+  config = tiny_config(demo_records, num_train_steps=7, steps_per_call=3)
+  table = train_lib.train_and_evaluate(config, str(tmp_path), strategy=two_cpu_strategy)
+  assert {"Rank1@0.5", "Rank1@0.7", "Rank5@0.5", "Rank5@0.7", "mIoU"} <= set(table)
+  assert table["num_queries"] == json.load(open(os.path.join(
+      demo_records, "meta.json")))["splits"]["test"]["queries"]
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-7")
+  best = json.load(open(tmp_path / "best" / "best.json"))
+  assert best["metric"] == "Rank1@0.5" and best["step"] == 7
+  saved = json.load(open(tmp_path / "config.json"))
+  assert saved["model"]["vocab_size"] > 3 and saved["sscs"]["num_clips"] == 16
+  assert saved["model"]["embeddings_file"].endswith("embeddings.npy")
+  train_tags = _event_tags(str(tmp_path / "tensorboard" / "train"))
+  for tag in ("loss/total", "loss/vg", "loss/contrast", "loss/caption", "learning_rate",
+              "throughput/queries_per_second", "config"):
+    assert tag in train_tags, (tag, sorted(train_tags))
+  # One scalar per compiled call (steps_per_call 3: steps 3, 6, then 7).
+  assert len(train_tags["loss/vg"]) == 3
+  test_tags = _event_tags(str(tmp_path / "tensorboard" / "test"))
+  for tag in ("metrics/Rank1@0.5", "metrics/mIoU", "loss/vg", "fig7_video_text_similarity",
+              "fig8_correct_by_start_and_length", "fig8_accuracy_by_start_and_length"):
+    assert tag in test_tags, (tag, sorted(test_tags))
+  image = tf.image.decode_png(test_tags["fig7_video_text_similarity"][0].tensor.string_val[2])
+  assert image.shape[-1] == 3 and image.shape[0] == image.shape[1] > 12
+
+
+def _distributed_batch(strategy, batch):
+  dataset = tf.data.Dataset.from_tensors(batch)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.OFF)
+  return iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
+
+
+def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_cpu_strategy):
+  """Per-replica loss scaling, the global-batch Sscs negatives and the clipping of the
+  summed gradient make a 2-replica step the same update as a 1-device step."""
+  from sscs_tf.data import pipeline
+  config = prepare_config(tiny_config(demo_records))
+  with config.unlocked():
+    config.optim.clip_norm = 0.05  # small enough that clipping happens
+  batch = next(iter(pipeline.make_dataset(config.data, "train", training=True, seed=0)))
+  results = []
+  for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+    tf.keras.utils.set_random_seed(0)
+    state = TrainState(config, strategy, str(tmp_path / str(len(results))))
+    steps = train_lib.make_train_steps(state, strategy, config.data.batch_size)
+    history = steps(_distributed_batch(strategy, batch), tf.constant(1)).numpy()
+    results.append((history, [v.numpy() for v in state.trainable_variables()]))
+  (history_1, weights_1), (history_2, weights_2) = results
+  np.testing.assert_allclose(history_2, history_1, rtol=2e-5, atol=1e-6)
+  for a, b in zip(weights_1, weights_2):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_non_finite_loss_names_step_and_component(demo_records, tmp_path):
+  config = tiny_config(demo_records, num_train_steps=6)
+  with config.unlocked():
+    config.optim.learning_rate = 1e30
+    config.optim.clip_norm = 0.0
+  with pytest.raises(train_lib.NonFiniteLossError,
+                     match=r"Non-finite loss at step \d: component '(total|vg|contrast|"
+                           r"caption)'"):
+    train_lib.train_and_evaluate(config, str(tmp_path))
+
+
+def test_check_finite_reports_the_first_bad_step():
+  history = np.array([[1.0, 0.5], [np.nan, 0.4], [np.inf, np.inf]], np.float32)
+  with pytest.raises(train_lib.NonFiniteLossError,
+                     match=r"step 12: component 'total' = nan"):
+    train_lib.check_finite(history, ("total", "vg"), first_step=10)
+  train_lib.check_finite(history[:1], ("total", "vg"), first_step=0)
+
+
+def test_sscs_on_or_off_gives_the_same_inference_weights(demo_records, tmp_path):
+  weights = {}
+  for arg in ("sscs=off", "sscs=ss"):
+    config = prepare_config(tiny_config(demo_records, arg))
+    tf.keras.utils.set_random_seed(3)
+    state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path / arg))
+    # Paths without the model's auto-numbered name ("tan_4/...").
+    weights[arg] = [(v.path.split("/", 1)[1], v.numpy()) for v in state.model.weights]
+    assert (state.branch is None) == (arg == "sscs=off")
+  assert [p for p, _ in weights["sscs=off"]] == [p for p, _ in weights["sscs=ss"]]
+  for (_, a), (_, b) in zip(weights["sscs=off"], weights["sscs=ss"]):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_term_names_follow_the_branch(demo_records, tmp_path):
+  config = prepare_config(tiny_config(demo_records, "sscs=ss_caption"))
+  state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  assert objective.term_names("tan", state.branch) == ("total", "vg", "caption",
+                                                        "sscs_fell_back")
+  assert objective.term_names("lgi") == ("total", "vg", "regression", "attention_guidance",
+                                         "distinct_query")
+
+
+class _Optimizer:
+  def __init__(self, learning_rate):
+    self.learning_rate = tf.Variable(learning_rate)
+
+
+@pytest.mark.parametrize("mode, values, expected_lr", [
+    # min: 1.0 improves, then 3 evaluations without improvement > patience 2: one cut.
+    ("min", [1.0, 1.0, 0.99995, 1.2], 0.8),
+    ("min", [1.0, 0.9, 0.8, 0.7], 1.0),
+    # max: a metric; 0.5 then three no-better values.
+    ("max", [0.5, 0.5, 0.4, 0.5], 0.8),
+])
+def test_reduce_lr_on_plateau(mode, values, expected_lr):
+  optimizer = _Optimizer(1.0)
+  schedule = ReduceLROnPlateau(optimizer, factor=0.8, patience=2, mode=mode)
+  reduced = [schedule.update(v) for v in values]
+  assert float(optimizer.learning_rate.numpy()) == pytest.approx(expected_lr)
+  assert reduced[-1] == (expected_lr != 1.0)

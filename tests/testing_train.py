@@ -1,0 +1,25 @@
+"""Tiny training configs for the trainer, export and CLI tests."""
+
+from configs import tan_demo
+
+
+def tiny_config(data_dir: str, arg: str = "sscs=ss", **train):
+  """2D-TAN at width 16 on the demo data: a few steps take seconds."""
+  config = tan_demo.get_config(arg + ",epochs=1")
+  with config.unlocked():
+    config.data.data_dir = data_dir
+    config.data.batch_size = 8
+    config.data.eval_batch_size = 32
+    config.data.shuffle_buffer = 64
+    config.model.feature_dim = 32
+    config.model.hidden_size = 16
+    config.model.lstm_units = 16
+    config.model.map_num_layers = 2
+    config.sscs.dim = 16
+    config.sscs.caption_units = 16
+    config.sscs.caption_embedding_dim = 16
+    config.train.log_every_steps = 1
+    config.train.checkpoint_every_steps = 5
+    for key, value in train.items():
+      config.train[key] = value
+  return config
