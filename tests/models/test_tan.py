@@ -54,6 +54,7 @@ def test_validity_mask_matches_closed_form(geometry):
   np.testing.assert_array_equal(mask.astype(bool), closed_form_mask(n))
 
 
+@pytest.mark.shared_data
 def test_validity_mask_equals_reference_file():
   reference = np.load(testing.shared_path("parity", "2dtan", "mask_charades_N16.npy"))
   np.testing.assert_array_equal(tan.validity_mask(16, [16]), reference.astype(np.float32))
