@@ -7,7 +7,7 @@ import ml_collections
 import tensorflow as tf
 
 from sscs_tf import eval_lib, models, text
-from sscs_tf.train_state import dummy_batch
+from sscs_tf.train_state import dummy_batch, model_checkpoint
 
 CHOICES = ("best", "latest")
 
@@ -48,5 +48,6 @@ def load_model(workdir: str, checkpoint: str = "best"):
   model = models.build_model(config.model)
   model(eval_lib.model_inputs(dummy_batch(config)), training=False)
   path = checkpoint_path(workdir, checkpoint)
-  tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+  status = model_checkpoint(model).restore(path).expect_partial()
+  status.assert_existing_objects_matched()
   return model, config, path

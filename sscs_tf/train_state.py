@@ -64,6 +64,11 @@ def dummy_batch(config, batch_size: int = 1):
   }
 
 
+def model_checkpoint(model) -> tf.train.Checkpoint:
+  """A checkpoint of the model's weights alone, readable from a full training checkpoint."""
+  return tf.train.Checkpoint(model_weights=list(model.weights))
+
+
 class TrainState:
   """Builds (inside the strategy's scope) and checkpoints everything a run trains."""
 
@@ -82,15 +87,19 @@ class TrainState:
       mode = "min" if config.optim.plateau_monitor in ("", "loss") else "max"
       self.plateau = ReduceLROnPlateau(self.optimizer, config.optim.plateau_factor,
                                        config.optim.plateau_patience, mode)
-    parts = dict(model=self.model, optimizer=self.optimizer, step=self.step,
+    # Weights are checkpointed as explicit lists, in the models' construction order: Keras 3
+    # layers held in Python lists are invisible to tf.train.Checkpoint's object graph, so
+    # `Checkpoint(model=model)` would silently skip them.
+    parts = dict(model_weights=list(self.model.weights),
+                 optimizer_variables=list(self.optimizer.variables), step=self.step,
                  plateau=self.plateau)
     if self.branch is not None:
-      parts["branch"] = self.branch
+      parts["branch_weights"] = list(self.branch.weights)
     self.checkpoint = tf.train.Checkpoint(**parts)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(directory, "checkpoints"),
         max_to_keep=config.train.keep_checkpoints)
-    self.best_checkpoint = tf.train.Checkpoint(model=self.model)
+    self.best_checkpoint = model_checkpoint(self.model)
     self.best_manager = tf.train.CheckpointManager(
         self.best_checkpoint, os.path.join(directory, "best"), max_to_keep=1)
     spec = pipeline.make_dataset(config.data, config.data.eval_split,

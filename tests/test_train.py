@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import objective, train_lib
+from sscs_tf import objective, run_dir, train_lib
 from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.train_state import TrainState, prepare_config
 from tests.testing_train import tiny_config
@@ -47,6 +47,21 @@ def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tm
     assert tag in test_tags, (tag, sorted(test_tags))
   image = tf.image.decode_png(test_tags["fig7_video_text_similarity"][0].tensor.string_val[2])
   assert image.shape[-1] == 3 and image.shape[0] == image.shape[1] > 12
+
+
+def test_checkpoints_hold_every_model_weight(demo_records, tmp_path):
+  config = tiny_config(demo_records, num_train_steps=3)
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  path = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+  stored = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  loaded = []
+  for seed in (1, 2):  # a weight the checkpoint missed would keep its seed's random value
+    tf.keras.utils.set_random_seed(seed)
+    model, _, _ = run_dir.load_model(str(tmp_path), "latest")
+    loaded.append([w.numpy() for w in model.weights])
+  assert sum(k.startswith("model_weights/") for k in stored) == len(loaded[0])
+  for a, b in zip(*loaded):
+    np.testing.assert_array_equal(a, b)
 
 
 def _distributed_batch(strategy, batch):

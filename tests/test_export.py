@@ -1,0 +1,137 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sscs_tf import metrics, run_dir, train_lib
+from sscs_tf.cli import export as export_cli
+from sscs_tf.data import preprocess
+from tests.testing import REPO_ROOT
+from tests.testing_train import tiny_config
+
+SENTENCES = ["a person opens the door.", "person takes a cup in the room", "Sits ON chair!"]
+LOAD_AND_SERVE = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops
+model = tf.saved_model.load(sys.argv[1])
+serve = model.signatures["serving_default"]
+inputs = np.load(sys.argv[2])
+out = serve(sentences=tf.constant([s.encode() for s in json.loads(sys.argv[3])]),
+            features=tf.constant(inputs["features"]), lengths=tf.constant(inputs["lengths"]),
+            durations=tf.constant(inputs["durations"]))
+np.savez(sys.argv[4], segments=out["segments"].numpy(), scores=out["scores"].numpy())
+print(json.dumps(sorted(v.name for v in serve.variables)))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(demo_records, tmp_path_factory):
+  root = tmp_path_factory.mktemp("export")
+  config = tiny_config(demo_records, "sscs=ss", num_train_steps=4)
+  train_lib.train_and_evaluate(config, str(root / "run"))
+  export_cli.export_run(str(root / "run"), str(root / "model"))
+  return root
+
+
+def _inputs():
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(3, 60, 32)).astype(np.float32)
+  return {"features": features, "lengths": np.array([60, 23, 9], np.int32),
+          "durations": np.array([30.0, 11.5, 4.0], np.float32)}
+
+
+def _keras_top_segments(root, inputs):
+  """The same request through the Keras model and the numpy evaluation code."""
+  model, config, _ = run_dir.load_model(str(root / "run"))
+  vocab = run_dir.load_vocabulary(config)
+  from sscs_tf import text
+  tokens = text.tokenize_py(SENTENCES)
+  length = max(len(t) for t in tokens)
+  word_ids = np.array([vocab.encode(t) + [0] * (length - len(t)) for t in tokens], np.int32)
+  videos = np.stack([preprocess.average_to_fixed_length(preprocess.l2_normalize_rows(
+      f[:n]), 256).numpy() for f, n in zip(inputs["features"], inputs["lengths"])])
+  outputs = model({"features": videos, "feature_mask": np.ones((3, 256), np.float32),
+                   "word_ids": word_ids, "num_words": np.array([len(t) for t in tokens])})
+  probs = tf.sigmoid(outputs["scores"]).numpy() * outputs["map_mask"].numpy()
+  kept, num_kept = metrics.top_segments(probs, inputs["durations"], config.eval.nms_thresh)
+  return kept, num_kept, probs, model
+
+
+def test_fresh_process_outputs_equal_the_keras_model(exported, tmp_path):
+  inputs = _inputs()
+  np.savez(tmp_path / "in.npz", **inputs)
+  result = subprocess.run(
+      [sys.executable, "-c", LOAD_AND_SERVE, str(exported / "model"), str(tmp_path / "in.npz"),
+       json.dumps(SENTENCES), str(tmp_path / "out.npz")],
+      capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  served = np.load(tmp_path / "out.npz")
+  kept, num_kept, probs, model = _keras_top_segments(exported, inputs)
+  assert served["segments"].shape == (3, 5, 2) and served["scores"].shape == (3, 5)
+  num_clips = probs.shape[1]
+  for i in range(3):
+    n = int(np.sum(served["scores"][i] >= 0))
+    assert n == num_kept[i] and np.all(served["scores"][i, n:] == -1.0)
+    # Each served segment is a cell of the Keras model's map with the same probability.
+    cells = np.rint(served["segments"][i, :n] / inputs["durations"][i] * num_clips)
+    starts, ends = cells[:, 0].astype(int), cells[:, 1].astype(int) - 1
+    np.testing.assert_allclose(served["scores"][i, :n], probs[i, starts, ends], rtol=1e-5)
+    assert np.all(np.diff(served["scores"][i, :n]) <= 0)
+    assert served["scores"][i, 0] == pytest.approx(probs[i].max(), rel=1e-5)
+    # Same segments as the numpy evaluation, where no two candidates nearly tie.
+    top = np.sort(probs[i][np.triu_indices(num_clips)])[::-1]
+    if np.min(-np.diff(top[:50])) > 1e-5:
+      np.testing.assert_allclose(served["segments"][i, :n], kept[i, :n], atol=1e-4)
+  # No Sscs weight in the SavedModel: exactly the baseline's variables.
+  names = json.loads(result.stdout.strip().splitlines()[-1])
+  assert len(names) == len(model.weights)
+  assert not [n for n in names if any(k in n for k in ("psi", "phi", "caption", "sscs",
+                                                         "support", "decoder"))]
+
+
+def test_saved_model_cli_lists_the_signature(exported):
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  result = subprocess.run([cli, "show", "--dir", str(exported / "model"), "--all"],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "signature_def['serving_default']" in result.stdout
+  for name in ("sentences", "features", "lengths", "durations", "segments", "scores"):
+    assert f"['{name}']" in result.stdout
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(sentences=["...", "a person"]), r"empty sentence \(no word\) at batch indices\] \[0\]"),
+    (dict(features=np.zeros((2, 5, 7), np.float32)), r"features must be \[batch, T, 32\]"),
+    (dict(features=np.zeros((2, 0, 32), np.float32), lengths=[0, 0]), r"T = 0"),
+    (dict(durations=[-1.0, 3.0]), r"durations must be positive"),
+    (dict(lengths=[6, 5]), r"lengths must be in \[1, T\]"),
+])
+def test_bad_requests_fail_with_a_clear_message(exported, change, message):
+  serve = tf.saved_model.load(str(exported / "model")).signatures["serving_default"]
+  request = dict(sentences=["a person opens the door", "a person"],
+                 features=np.ones((2, 5, 32), np.float32), lengths=[5, 3], durations=[3.0, 2.0])
+  request.update(change)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    serve(sentences=tf.constant(request["sentences"]),
+          features=tf.constant(request["features"], tf.float32),
+          lengths=tf.constant(request["lengths"], tf.int32),
+          durations=tf.constant(request["durations"], tf.float32))
+
+
+def test_ground_command_prints_intervals(exported, tmp_path):
+  np.save(tmp_path / "video.npy", _inputs()["features"][0][:, None, None, :])
+  result = subprocess.run(
+      [sys.executable, "-m", "sscs_tf.cli.ground", f"--model={exported / 'model'}",
+       f"--features={tmp_path / 'video.npy'}", "--duration=30", "--query=a person opens "
+       "the door", "--query=person sits on the chair"],
+      capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = result.stdout.splitlines()
+  assert lines[0] == "a person opens the door" and lines[1].startswith("  1. ")
+  assert sum(line.startswith("  1. ") for line in lines) == 2
