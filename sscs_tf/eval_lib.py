@@ -141,3 +141,12 @@ def format_table(table: dict) -> str:
       continue
     parts.append(f"{name} {value:.4f}" if name == "loss" else f"{name} {100 * value:.2f}")
   return ", ".join(parts)
+
+
+def paper_table(table: dict, split: str) -> str:
+  """The metrics as the paper prints them (percent), a markdown table."""
+  names = [k for k in table if k not in ("loss", "num_queries", "seconds")]
+  header = "| split | " + " | ".join(names) + " |"
+  rule = "|---" * (len(names) + 1) + "|"
+  row = f"| {split} | " + " | ".join(f"{100 * table[k]:.2f}" for k in names) + " |"
+  return "\n".join([header, rule, row])

@@ -11,10 +11,15 @@ model's forward pass. The Sscs branch is not part of it: a model trained with Ss
 exactly the baseline's weights and ops. A process loading it needs `import tensorflow_text`.
 """
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from sscs_tf import text
+from sscs_tf import run_dir, text
 from sscs_tf.data import preprocess
 
 SIGNATURE = "serving_default"
@@ -142,3 +147,21 @@ def export(model, config, vocabulary: text.Vocabulary, output_dir: str) -> str:
   module = ServingModule(model, config, vocabulary)
   tf.saved_model.save(module, output_dir, signatures={SIGNATURE: module.serve})
   return output_dir
+
+
+def export_run(workdir: str, output: str, checkpoint: str = "best") -> str:
+  """Exports into a temporary folder, then swaps it in place of `output`."""
+  model, config, path = run_dir.load_model(workdir, checkpoint)
+  vocabulary = run_dir.load_vocabulary(config)
+  parent = os.path.dirname(os.path.abspath(output))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+  try:
+    export(model, config, vocabulary, os.path.join(tmp, "model"))
+    if os.path.exists(output):
+      shutil.rmtree(output)
+    os.replace(os.path.join(tmp, "model"), output)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  logging.info("Exported %s to %s", path, output)
+  return path

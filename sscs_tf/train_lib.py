@@ -171,6 +171,9 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
     table = _end_of_epoch(state, writer, epoch, step, total_steps)
   state.save(step)
   writer.close()
+  if not table:  # nothing left to train (a finished run started again): evaluate anyway
+    table, _ = eval_lib.evaluate(state.model, config, config.data.eval_split,
+                                 predict_fn=state.predict_fn)
   return table
 
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import metrics, run_dir, train_lib
-from sscs_tf.cli import export as export_cli
+from sscs_tf import export_lib, metrics, run_dir, train_lib
 from sscs_tf.data import preprocess
 from tests.testing import REPO_ROOT
 from tests.testing_train import tiny_config
@@ -35,7 +34,7 @@ def exported(demo_records, tmp_path_factory):
   root = tmp_path_factory.mktemp("export")
   config = tiny_config(demo_records, "sscs=ss", num_train_steps=4)
   train_lib.train_and_evaluate(config, str(root / "run"))
-  export_cli.export_run(str(root / "run"), str(root / "model"))
+  export_lib.export_run(str(root / "run"), str(root / "model"))
   return root
 
 

@@ -16,10 +16,7 @@ from absl import app, flags, logging
 from configs import tan_demo
 from data_prep import annotations
 from data_prep import demo as demo_data
-from sscs_tf import train_lib
-from sscs_tf.cli import eval as eval_cli
-from sscs_tf.cli import export as export_cli
-from sscs_tf.cli import ground as ground_cli
+from sscs_tf import eval_lib, export_lib, grounding, run_dir, train_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the demo writes.",
                                required=True)
@@ -54,17 +51,20 @@ def main(argv):
   with config.unlocked():
     config.data.data_dir = records
   run = os.path.join(workdir, "run")
-  table = train_lib.train_and_evaluate(config, run)
+  train_lib.train_and_evaluate(config, run)
+  model, run_config, best = run_dir.load_model(run, "best")
+  table, _ = eval_lib.evaluate(model, run_config, "test")
   export = os.path.join(workdir, "export")
-  export_cli.export_run(run, export)
+  export_lib.export_run(run, export)
   video_id, sentence, start, end, duration, features = _sample_query(
       os.path.join(data_dir, "raw"))
-  segments, scores = ground_cli.ground(export, features, duration, [sentence])
+  segments, scores = grounding.ground(export, features, duration, [sentence])
   print("\n=== sscs_tf demo ===")
   print(f"Demo data (Charades-STA formats): {os.path.join(data_dir, 'raw')}")
   print(f"TFRecords: {records}")
   print(f"Training run (checkpoints, config.json): {run}")
-  print(f"Test-set evaluation of the last step:\n{eval_cli.paper_table(table, 'test')}")
+  print(f"Test-set evaluation of the best checkpoint ({best}):\n"
+        f"{eval_lib.paper_table(table, 'test')}")
   print(f"SavedModel: {export}  (saved_model_cli show --dir {export} --all)")
   print(f"Grounding '{sentence}' in test video {video_id} (ground truth {start:.1f} s - "
         f"{end:.1f} s of {duration:.1f} s) through the SavedModel:")

@@ -24,15 +24,6 @@ _PREDICTIONS = flags.DEFINE_string("predictions", "", "Optional JSON-lines file 
                                    "predictions.")
 
 
-def paper_table(table: dict, split: str) -> str:
-  """The metrics as the paper prints them (percent), a markdown table."""
-  names = [k for k in table if k not in ("loss", "num_queries", "seconds")]
-  header = "| split | " + " | ".join(names) + " |"
-  rule = "|---" * (len(names) + 1) + "|"
-  row = f"| {split} | " + " | ".join(f"{100 * table[k]:.2f}" for k in names) + " |"
-  return "\n".join([header, rule, row])
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -48,7 +39,7 @@ def main(argv):
                              "".join(json.dumps(p) + "\n" for p in predictions))
   print(f"{config.model.name} on {config.data.dataset} {split} ({table['num_queries']} "
         f"queries), checkpoint {path}:")
-  print(paper_table(table, split))
+  print(eval_lib.paper_table(table, split))
   print(f"Table written to {output}")
 
 

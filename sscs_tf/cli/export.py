@@ -7,42 +7,20 @@ lengths [B] int32 and durations [B] float32 (seconds), and returns segments [B, 
 (seconds) and scores [B, k]. Load it with `import tensorflow_text` first.
 """
 
-import os
-import shutil
-import tempfile
-
 from absl import app, flags, logging
 
-from sscs_tf import export_lib, run_dir
+from sscs_tf import export_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "SavedModel folder to write.", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a checkpoint path.")
 
 
-def export_run(workdir: str, output: str, checkpoint: str = "best") -> str:
-  """Exports into a temporary folder, then swaps it in place of `output`."""
-  model, config, path = run_dir.load_model(workdir, checkpoint)
-  vocabulary = run_dir.load_vocabulary(config)
-  parent = os.path.dirname(os.path.abspath(output))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
-  try:
-    export_lib.export(model, config, vocabulary, os.path.join(tmp, "model"))
-    if os.path.exists(output):
-      shutil.rmtree(output)
-    os.replace(os.path.join(tmp, "model"), output)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  logging.info("Exported %s to %s", path, output)
-  return path
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  path = export_run(_WORKDIR.value, _OUTPUT.value, _CHECKPOINT.value)
+  path = export_lib.export_run(_WORKDIR.value, _OUTPUT.value, _CHECKPOINT.value)
   print(f"SavedModel of {path} written to {_OUTPUT.value}")
   print(f"Inspect it with: saved_model_cli show --dir {_OUTPUT.value} --all")
 

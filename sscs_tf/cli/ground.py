@@ -7,11 +7,9 @@ r"""Grounds sentences in your own video features with an exported model.
 trained on (not normalised; the model does that).
 """
 
-import numpy as np
 from absl import app, flags
 
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
+from sscs_tf import grounding
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel folder from sscs-export.",
                              required=True)
@@ -22,32 +20,11 @@ _QUERY = flags.DEFINE_multi_string("query", None, "Sentence to ground (repeatabl
                                    required=True)
 
 
-def load_features(path: str) -> np.ndarray:
-  array = np.load(path, allow_pickle=False)
-  if array.ndim == 4 and array.shape[1:3] == (1, 1):
-    array = array.reshape(array.shape[0], array.shape[3])
-  if array.ndim != 2 or array.shape[0] == 0:
-    raise ValueError(f"{path}: features have shape {array.shape}; expected [T, D] or "
-                     "[T, 1, 1, D] with T > 0")
-  return array.astype(np.float32)
-
-
-def ground(model_dir: str, features: np.ndarray, duration: float, queries):
-  """Returns (segments [Q, k, 2], scores [Q, k]) for each query against one video."""
-  serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-  count = len(queries)
-  out = serve(sentences=tf.constant(list(queries)),
-              features=tf.constant(np.repeat(features[None], count, axis=0)),
-              lengths=tf.fill([count], features.shape[0]),
-              durations=tf.fill([count], float(duration)))
-  return out["segments"].numpy(), out["scores"].numpy()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  features = load_features(_FEATURES.value)
-  segments, scores = ground(_MODEL.value, features, _DURATION.value, _QUERY.value)
+  features = grounding.load_features(_FEATURES.value)
+  segments, scores = grounding.ground(_MODEL.value, features, _DURATION.value, _QUERY.value)
   for query, query_segments, query_scores in zip(_QUERY.value, segments, scores):
     print(f"{query}")
     for rank, ((start, end), score) in enumerate(zip(query_segments, query_scores), 1):

@@ -1,0 +1,26 @@
+"""Grounding sentences in one video's features with an exported SavedModel."""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
+
+
+def load_features(path: str) -> np.ndarray:
+  array = np.load(path, allow_pickle=False)
+  if array.ndim == 4 and array.shape[1:3] == (1, 1):
+    array = array.reshape(array.shape[0], array.shape[3])
+  if array.ndim != 2 or array.shape[0] == 0:
+    raise ValueError(f"{path}: features have shape {array.shape}; expected [T, D] or "
+                     "[T, 1, 1, D] with T > 0")
+  return array.astype(np.float32)
+
+
+def ground(model_dir: str, features: np.ndarray, duration: float, queries):
+  """Returns (segments [Q, k, 2], scores [Q, k]) for each query against one video."""
+  serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+  count = len(queries)
+  out = serve(sentences=tf.constant(list(queries)),
+              features=tf.constant(np.repeat(features[None], count, axis=0)),
+              lengths=tf.fill([count], features.shape[0]),
+              durations=tf.fill([count], float(duration)))
+  return out["segments"].numpy(), out["scores"].numpy()
