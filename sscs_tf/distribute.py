@@ -39,8 +39,9 @@ def make_strategy(kind: str = "auto", devices: Sequence[str] = ()) -> tf.distrib
   else:
     raise ValueError(f"Unknown strategy {kind!r}; expected auto, mirrored, multi_worker or "
                      "default.")
-  logging.info("Strategy %s with %d replicas", type(strategy).__name__,
-               strategy.num_replicas_in_sync)
+  names = {"multi_worker": "MultiWorkerMirroredStrategy", "mirrored": "MirroredStrategy",
+           "default": "the default strategy"}
+  logging.info("Training with %s, %d replicas", names[kind], strategy.num_replicas_in_sync)
   return strategy
 
 

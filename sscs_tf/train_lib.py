@@ -133,7 +133,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
     fileio.atomic_write_text(os.path.join(workdir, "config.json"),
                              config.to_json_best_effort(indent=2) + "\n")
   keras.utils.set_random_seed(config.seed)
-  state = TrainState(config, strategy, distribute.worker_dir(workdir, strategy))
+  state = TrainState(config, strategy, workdir)
   state.restore_or_initialize()
   meta = pipeline.load_meta(config.data.data_dir)
   global_batch = config.data.batch_size

@@ -6,16 +6,16 @@ matter for inference; the branch and the optimizer are training state.
 """
 
 import copy
-import json
 import math
 import os
+import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import eval_lib, fileio, models, text
+from sscs_tf import distribute, eval_lib, fileio, models, text
 from sscs_tf.data import pipeline
 from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.sscs.branch import SscsBranch
@@ -72,11 +72,16 @@ def model_checkpoint(model) -> tf.train.Checkpoint:
 class TrainState:
   """Builds (inside the strategy's scope) and checkpoints everything a run trains."""
 
-  def __init__(self, config, strategy, directory: str):
+  def __init__(self, config, strategy, workdir: str):
     if config.train.precision not in PRECISIONS:
       raise ValueError(f"train.precision must be one of {PRECISIONS}")
     keras.mixed_precision.set_global_policy(config.train.precision)
-    self.config, self.strategy, self.directory = config, strategy, directory
+    self.config, self.strategy, self.workdir = config, strategy, workdir
+    # Every worker takes part in a save (MultiWorkerMirroredStrategy); the chief writes the
+    # run's folder, the others a scratch folder that is removed after each save. All of
+    # them resume from the chief's checkpoints.
+    self.chief = distribute.is_chief(strategy)
+    directory = self.directory = distribute.worker_dir(workdir, strategy)
     self.loss_scaled = config.train.precision == "mixed_float16"
     with strategy.scope():
       self.model = models.build_model(config.model)
@@ -124,7 +129,7 @@ class TrainState:
     return variables
 
   def restore_or_initialize(self) -> None:
-    latest = self.manager.latest_checkpoint
+    latest = tf.train.latest_checkpoint(os.path.join(self.workdir, "checkpoints"))
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info("Resumed from %s at step %d", latest, self.step_value())
@@ -143,21 +148,28 @@ class TrainState:
     if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
       return
     path = self.manager.save(checkpoint_number=step)
+    self._drop_scratch()
     logging.info("Saved %s", path)
+
+  def _drop_scratch(self) -> None:
+    if not self.chief:
+      shutil.rmtree(self.directory, ignore_errors=True)
 
   def maybe_save_best(self, step: int, table: dict) -> None:
     metric = self.config.train.best_metric
     if metric not in table:
       raise KeyError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
                      f"{sorted(table)}")
-    path = os.path.join(self.directory, "best", "best.json")
-    best = json.load(open(path)) if os.path.exists(path) else {"value": -math.inf}
+    path = os.path.join(self.workdir, "best", "best.json")
+    best = fileio.read_json(path) if os.path.exists(path) else {"value": -math.inf}
     if table[metric] > best["value"]:
       saved = self.best_manager.save(checkpoint_number=step)
-      fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
-                                      "step": step, "checkpoint": os.path.basename(saved),
-                                      "table": table})
-      logging.info("New best %s %.4f at step %d", metric, table[metric], step)
+      if self.chief:
+        fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
+                                        "step": step, "checkpoint": os.path.basename(saved),
+                                        "table": table})
+        logging.info("New best %s %.4f at step %d", metric, table[metric], step)
+      self._drop_scratch()
 
 
 def _make_optimizer(optim, loss_scaled: bool):
