@@ -129,7 +129,10 @@ class SscsBranch(keras.layers.Layer):
     self.reduction, self.num_clips, self.vocab_size = reduction, num_clips, vocab_size
     self.caption_units, self.caption_embedding_dim = caption_units, caption_embedding_dim
     self.psi = _head(head, dim, "psi")
-    self.phi = _head(head, dim, "phi")
+    # Y is read by the contrastive terms and by cross-attention; with neither, Phi would get
+    # no gradient, so it is not built.
+    uses_sentence = lambda1 > 0 or (mode == "ss" and function == "ca")
+    self.phi = _head(head, dim, "phi") if uses_sentence else None
     self.support_function = None
     if mode == "ss":
       self.support_function = SupportFunction(function, dim, num_clips, tau,
@@ -145,7 +148,8 @@ class SscsBranch(keras.layers.Layer):
     clips_shape = tuple(input_shape["clip_features"])
     batch, num_clips = clips_shape[0], clips_shape[1]
     self.psi.build(clips_shape)
-    self.phi.build(tuple(input_shape["sentence_feature"]))
+    if self.phi is not None:
+      self.phi.build(tuple(input_shape["sentence_feature"]))
     shared = (batch, num_clips, self.dim)
     if self.support_function is not None:
       self.support_function.build(shared, (batch, self.dim), (batch, num_clips))
@@ -159,8 +163,10 @@ class SscsBranch(keras.layers.Layer):
     # X = l2(Psi(F)), Y = l2(Phi(G)): x^T y is the cosine similarity of Eq. 4.
     clips = ops.normalize(self.psi(ops.cast(inputs["clip_features"], "float32")), axis=-1,
                           epsilon=1e-12) * clip_mask[..., None]
-    sentence = ops.normalize(self.phi(ops.cast(inputs["sentence_feature"], "float32")),
-                             axis=-1, epsilon=1e-12)
+    sentence = None
+    if self.phi is not None:
+      sentence = ops.normalize(self.phi(ops.cast(inputs["sentence_feature"], "float32")),
+                               axis=-1, epsilon=1e-12)
     gt_mask = gt_clip_mask(inputs["start"], inputs["end"], inputs["duration"], clip_mask)
     outputs = {"gt_clips": ops.sum(gt_mask, axis=1)}
     if self.mode == "ss":

@@ -25,7 +25,9 @@ def _head(head, kind):
 
 def branch_params(branch):
   """The weights of a built SscsBranch as float64 numpy arrays."""
-  params = {"psi": _head(branch.psi, branch.head), "phi": _head(branch.phi, branch.head)}
+  # Phi is absent when nothing reads Y (no contrastive term, no cross-attention).
+  params = {"psi": _head(branch.psi, branch.head),
+            "phi": _head(branch.phi, branch.head) if branch.phi is not None else None}
   function = branch.support_function
   if function is not None and function.projection is not None:
     kernel, bias = function.projection.get_weights()
@@ -189,8 +191,10 @@ def branch_outputs(params, config, inputs):
   clips = np.zeros(feats.shape[:2] + (config["dim"],))
   for b, n in enumerate(num_valid):
     clips[b, :n] = l2_normalize(apply_head(feats[b, :n], params["psi"]))
-  sentences = l2_normalize(apply_head(np.asarray(inputs["sentence_feature"], np.float64),
-                                      params["phi"]))
+  sentences = None
+  if params["phi"] is not None:
+    sentences = l2_normalize(apply_head(np.asarray(inputs["sentence_feature"], np.float64),
+                                        params["phi"]))
   gts = [gt_clips(float(inputs["start"][b]), float(inputs["end"][b]),
                   float(inputs["duration"][b]), n) for b, n in enumerate(num_valid)]
   out = {"gt_clips": np.array([len(g) for g in gts], np.float64)}
@@ -199,7 +203,8 @@ def branch_outputs(params, config, inputs):
     w, fell_back = [], []
     for b, n in enumerate(num_valid):
       members, fell = support_members(config["support"], n, gts[b])
-      w.append(support_vector(config["function"], clips[b], members, sentences[b], tau,
+      w.append(support_vector(config["function"], clips[b], members,
+                              None if sentences is None else sentences[b], tau,
                               params.get("projection")))
       fell_back.append(float(fell))
     w = l2_normalize(np.array(w))

@@ -133,6 +133,8 @@ def test_zero_lambda_drops_its_objective(mode, lambda1, lambda2):
                              max(lambda1, lambda2) * np.asarray(terms[kept]), rtol=1e-6)
   if lambda2 == 0:
     assert branch.decoder is None and branch.pooling is None
+  if lambda1 == 0:  # "sa" does not read Y either: Phi would get no gradient
+    assert branch.phi is None
 
 
 @pytest.mark.parametrize("mode,function", [("gtc", "ca"), ("ss", "ca"), ("ss", "fc"),

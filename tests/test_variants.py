@@ -1,0 +1,38 @@
+"""Every Sscs variant of the configs (Tables 1 and 2) trains."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import training
+from sscs_tf import objective, train_lib
+from sscs_tf.data import pipeline
+from sscs_tf.train_state import TrainState, prepare_config
+from tests.testing_train import tiny_config
+
+
+def test_variant_table_covers_the_paper():
+  table1 = {f"{m}{o}" for m in ("gtc", "ss") for o in ("", "_contrast", "_caption")}
+  table2 = {f"ss_{s}_{f}" for s in training.SUPPORTS for f in training.FUNCTIONS}
+  assert set(training.SSCS_VARIANTS) == table1 | table2 | {"off"}
+  assert len(table2) == 18
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(training.SSCS_VARIANTS))
+def test_every_variant_trains(variant, demo_records, tmp_path):
+  config = prepare_config(tiny_config(demo_records, f"sscs={variant}"))
+  state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  before = [v.numpy() for v in state.trainable_variables()]
+  steps = train_lib.make_train_steps(state, tf.distribute.get_strategy(),
+                                     config.data.batch_size)
+  dataset = pipeline.make_dataset(config.data, "train", training=True, seed=0)
+  history = steps(iter(dataset), tf.constant(2)).numpy()
+  names = objective.term_names("tan", state.branch)
+  assert history.shape == (2, len(names)) and np.isfinite(history).all()
+  mode, contrast, caption, _, _ = training.SSCS_VARIANTS[variant]
+  assert ("contrast" in names) == contrast and ("caption" in names) == caption
+  assert (state.branch is None) == (mode == "off")
+  changed = [not np.array_equal(a, v.numpy()) for a, v in zip(before,
+                                                              state.trainable_variables())]
+  assert all(changed)
