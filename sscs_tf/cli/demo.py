@@ -2,9 +2,10 @@ r"""The whole project on the embedded demo data, from nothing, in a few minutes 
 
   sscs-demo --workdir demo_run
 
-writes the demo dataset (Charades-STA formats) and converts it, trains a small 2D-TAN with
-Sscs (SS: V-SS + CA, both objectives), evaluates it, exports a SavedModel, and grounds a
-test sentence through that SavedModel. Run again, it resumes (or reuses) what is there.
+writes the demo dataset (Charades-STA formats) and converts it, trains a small 2D-TAN (or,
+with --baseline lgi, LGI) with Sscs (SS: V-SS + CA, both objectives), evaluates it, exports
+a SavedModel, and grounds a test sentence through that SavedModel. Run again, it resumes
+(or reuses) what is there.
 """
 
 import os
@@ -13,15 +14,18 @@ import time
 import h5py
 from absl import app, flags, logging
 
-from configs import tan_demo
+from configs import lgi_demo, tan_demo
 from data_prep import annotations
 from data_prep import demo as demo_data
 from sscs_tf import eval_lib, export_lib, grounding, run_dir, train_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the demo writes.",
                                required=True)
-_CONFIG_ARG = flags.DEFINE_string("config_arg", "sscs=ss", "Argument of configs/tan_demo.py "
-                                  "(e.g. sscs=off, sscs=gtc, seed=1).")
+_BASELINE = flags.DEFINE_enum("baseline", "tan", ["tan", "lgi"], "Grounding model: 2D-TAN "
+                              "(configs/tan_demo.py) or LGI (configs/lgi_demo.py).")
+_CONFIG_ARG = flags.DEFINE_string("config_arg", "sscs=ss", "Argument of the demo config "
+                                  "(e.g. sscs=off, sscs=gtc, seed=1, epochs=4).")
+CONFIGS = {"tan": tan_demo, "lgi": lgi_demo}
 
 
 def _sample_query(raw_dir: str):
@@ -47,14 +51,14 @@ def main(argv):
   records = os.path.join(data_dir, "tfrecords")
   if not os.path.exists(os.path.join(records, "meta.json")):
     demo_data.build(data_dir)
-  config = tan_demo.get_config(_CONFIG_ARG.value)
+  config = CONFIGS[_BASELINE.value].get_config(_CONFIG_ARG.value)
   with config.unlocked():
     config.data.data_dir = records
-  run = os.path.join(workdir, "run")
+  run = os.path.join(workdir, f"run_{_BASELINE.value}")
   train_lib.train_and_evaluate(config, run)
   model, run_config, best = run_dir.load_model(run, "best")
   table, _ = eval_lib.evaluate(model, run_config, "test")
-  export = os.path.join(workdir, "export")
+  export = os.path.join(workdir, f"export_{_BASELINE.value}")
   export_lib.export_run(run, export)
   video_id, sentence, start, end, duration, features = _sample_query(
       os.path.join(data_dir, "raw"))
