@@ -23,3 +23,25 @@ def tiny_config(data_dir: str, arg: str = "sscs=ss", **train):
     for key, value in train.items():
       config.train[key] = value
   return config
+
+
+def tiny_lgi_config(data_dir: str, arg: str = "sscs=ss", **train):
+  """LGI at width 16 on the demo data."""
+  from configs import lgi_demo  # pylint: disable=import-outside-toplevel
+  config = lgi_demo.get_config(arg + ",epochs=1")
+  with config.unlocked():
+    config.data.data_dir = data_dir
+    config.data.batch_size = 8
+    config.data.eval_batch_size = 32
+    config.data.shuffle_buffer = 64
+    config.model.feature_dim = 32
+    config.model.hidden_size = 16
+    config.model.embedding_dim = 16
+    config.sscs.dim = 16
+    config.sscs.caption_units = 16
+    config.sscs.caption_embedding_dim = 16
+    config.train.log_every_steps = 1
+    config.train.checkpoint_every_steps = 5
+    for key, value in train.items():
+      config.train[key] = value
+  return config

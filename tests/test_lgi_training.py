@@ -1,0 +1,104 @@
+"""LGI through the same trainer, evaluation and export as 2D-TAN."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep import demo
+from sscs_tf import export_lib, metrics, run_dir, train_lib
+from sscs_tf.data import preprocess
+from tests.testing_train import tiny_lgi_config
+
+LOAD_AND_SERVE = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+inputs = np.load(sys.argv[2])
+out = serve(sentences=tf.constant([b"a person opens the door", b"person sits on a chair"]),
+            features=tf.constant(inputs["features"]), lengths=tf.constant(inputs["lengths"]),
+            durations=tf.constant(inputs["durations"]))
+np.savez(sys.argv[3], segments=out["segments"].numpy(), scores=out["scores"].numpy())
+"""
+
+
+def test_lgi_trains_on_two_replicas_and_exports(demo_records, tmp_path, two_cpu_strategy):
+  config = tiny_lgi_config(demo_records, num_train_steps=4)
+  table = train_lib.train_and_evaluate(config, str(tmp_path / "run"),
+                                       strategy=two_cpu_strategy)
+  assert {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "loss"} <= set(table)
+  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
+  rng = np.random.default_rng(1)
+  # One video longer than 128 rows (picked) and one shorter (kept and padded).
+  inputs = {"features": rng.normal(size=(2, 300, 32)).astype(np.float32),
+            "lengths": np.array([300, 70], np.int32),
+            "durations": np.array([40.0, 12.0], np.float32)}
+  np.savez(tmp_path / "in.npz", **inputs)
+  result = subprocess.run([sys.executable, "-c", LOAD_AND_SERVE, str(tmp_path / "model"),
+                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  served = np.load(tmp_path / "out.npz")
+  assert served["segments"].shape == (2, 1, 2) and np.all(served["scores"] == 1.0)
+  model, config, _ = run_dir.load_model(str(tmp_path / "run"))
+  vocab = run_dir.load_vocabulary(config)
+  from sscs_tf import text
+  tokens = text.tokenize_py(["a person opens the door", "person sits on a chair"])
+  width = max(map(len, tokens))
+  word_ids = np.array([vocab.encode(t) + [0] * (width - len(t)) for t in tokens], np.int32)
+  picked = [preprocess.pick_segments(f[:n], 128, 0.0)
+            for f, n in zip(inputs["features"], inputs["lengths"])]
+  outputs = model({"features": np.stack([p[0] for p in picked]),
+                   "feature_mask": np.stack([p[1] for p in picked]),
+                   "word_ids": word_ids, "num_words": np.array([len(t) for t in tokens])})
+  expected = outputs["times"].numpy() * inputs["durations"][:, None]
+  np.testing.assert_allclose(served["segments"][:, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def _random_interval_r1(gts, durations, threshold, draws=200, seed=0):
+  """Chance: R1@m of intervals drawn uniformly (two sorted uniform points) in the video."""
+  rng = np.random.default_rng(seed)
+  points = np.sort(rng.uniform(size=(draws, len(gts), 2)), axis=-1) * durations[None, :, None]
+  ious = metrics.temporal_iou(points, np.broadcast_to(gts, points.shape))
+  return float(np.mean(ious >= threshold))
+
+
+@pytest.mark.slow
+def test_a_short_lgi_run_on_demo_data_learns(tmp_path):
+  records = demo.build(str(tmp_path / "data"), seed=5, num_train_videos=200,
+                       num_test_videos=40, feature_dim=32)
+  config = tiny_lgi_config(records, "sscs=off")
+  with config.unlocked():
+    config.data.batch_size = 16
+    config.model.hidden_size = 32
+    config.model.embedding_dim = 32
+    # Less dropout and a larger step than the published 0.5 / 4e-4: a width-32 model on
+    # 600 queries has to learn in 8 epochs here.
+    config.model.dropout = 0.1
+    config.optim.learning_rate = 2e-3
+    config.train.num_epochs = 8
+    config.train.eval_every_epochs = 8
+    config.train.log_every_steps = 1000
+  workdir = tmp_path / "run"
+  table = train_lib.train_and_evaluate(config, str(workdir))
+  losses = [e.summary.value[0] for path in (workdir / "tensorboard" / "train").iterdir()
+            for e in tf.compat.v1.train.summary_iterator(str(path))
+            if e.summary.value and e.summary.value[0].tag == "loss/vg"]
+  values = [float(tf.make_ndarray(v.tensor)) for v in losses]
+  assert np.mean(values[-20:]) < 0.9 * np.mean(values[:20])
+  _, predictions = _evaluate_with_predictions(workdir)
+  gts = np.array([p["gt"] for p in predictions])
+  durations = np.array([p["duration"] for p in predictions])
+  chance = _random_interval_r1(gts, durations, 0.3)
+  assert table["R1@0.3"] > chance + 0.1, (table, chance)
+
+
+def _evaluate_with_predictions(workdir):
+  from sscs_tf import eval_lib
+  model, config, _ = run_dir.load_model(str(workdir), "latest")
+  return eval_lib.evaluate(model, config, config.data.eval_split, with_predictions=True)
