@@ -1,0 +1,17 @@
+"""The C++ rules that Bazel 4's own @bazel_tools BUILD files load, as Bazel's built-in ones.
+
+The real rules_cc 0.0.x wraps the same native rules; this project builds no C++, so only the
+names have to resolve for Bazel to load its tools.
+"""
+
+cc_binary = native.cc_binary
+cc_import = native.cc_import
+cc_library = native.cc_library
+cc_proto_library = native.cc_proto_library
+cc_test = native.cc_test
+cc_toolchain = native.cc_toolchain
+cc_toolchain_suite = native.cc_toolchain_suite
+fdo_prefetch_hints = native.fdo_prefetch_hints
+fdo_profile = native.fdo_profile
+objc_import = native.objc_import
+objc_library = native.objc_library
