@@ -107,10 +107,17 @@ class TrainState:
     self.best_checkpoint = model_checkpoint(self.model)
     self.best_manager = tf.train.CheckpointManager(
         self.best_checkpoint, os.path.join(directory, "best"), max_to_keep=1)
-    spec = pipeline.make_dataset(config.data, config.data.eval_split,
-                                 training=False).element_spec
-    self.predict_fn = eval_lib.make_predict_fn(self.model, config.model.name, config.loss,
-                                               spec)
+    self._predict_fn = None
+
+  @property
+  def predict_fn(self):
+    """The compiled evaluation forward pass, traced once for the evaluation split's batches."""
+    if self._predict_fn is None:
+      spec = pipeline.make_dataset(self.config.data, self.config.data.eval_split,
+                                   training=False).element_spec
+      self._predict_fn = eval_lib.make_predict_fn(self.model, self.config.model.name,
+                                                  self.config.loss, spec)
+    return self._predict_fn
 
   def _build(self):
     batch = dummy_batch(self.config)
