@@ -42,6 +42,7 @@ setuptools.setup(
             "sscs-export=sscs_tf.cli.export:run",
             "sscs-ground=sscs_tf.cli.ground:run",
             "sscs-demo=sscs_tf.cli.demo:run",
+            "sscs-import-2dtan=sscs_tf.cli.import_2dtan:run",
         ],
     },
     classifiers=[

@@ -6,7 +6,7 @@ import os
 import ml_collections
 import tensorflow as tf
 
-from sscs_tf import eval_lib, models, text
+from sscs_tf import eval_lib, fileio, models, text
 from sscs_tf.train_state import dummy_batch, model_checkpoint
 
 CHOICES = ("best", "latest")
@@ -51,3 +51,14 @@ def load_model(workdir: str, checkpoint: str = "best"):
   status = model_checkpoint(model).restore(path).expect_partial()
   status.assert_existing_objects_matched()
   return model, config, path
+
+
+def write_run(config, model, workdir: str) -> str:
+  """Makes `workdir` a run folder holding `model` as its best checkpoint (config.json and
+  best/ckpt-0), so sscs-eval and sscs-export read weights trained elsewhere."""
+  os.makedirs(workdir, exist_ok=True)
+  fileio.atomic_write_text(os.path.join(workdir, "config.json"),
+                           config.to_json_best_effort(indent=2) + "\n")
+  manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(workdir, "best"),
+                                       max_to_keep=1)
+  return manager.save(checkpoint_number=0)
