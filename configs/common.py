@@ -213,3 +213,20 @@ def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
   config.data.eval_batch_size = 16
   config.data.shuffle_buffer = 256
   config.train.num_epochs = 2
+
+
+def shrink_for_demo(config: ml_collections.ConfigDict, seed: int, hidden_size: int = 64):
+  """The demo configs' common changes: small widths, and a larger learning rate (a small
+  model on clean synthetic data learns faster than the published rates allow in minutes)."""
+  with config.unlocked():
+    config.seed = seed
+    config.model.hidden_size = hidden_size
+    config.data.batch_size = 32
+    config.data.shuffle_buffer = 2048
+    config.optim.learning_rate = 1e-3
+    config.train.log_every_steps = 20
+    config.train.checkpoint_every_steps = 100
+    config.sscs.dim = hidden_size
+    config.sscs.caption_units = hidden_size
+    config.sscs.caption_embedding_dim = hidden_size
+  return config

@@ -18,17 +18,7 @@ def get_config(arg=None):
       num_heads=2, dqa_lambda=0.3, max_query_length=10, output_activation="relu",
       num_epochs=args.epochs, val_split="", eval_split="test", runlocal=False,
       sscs=args.sscs)
+  common.shrink_for_demo(config, args.seed)
   with config.unlocked():
-    config.seed = args.seed
-    config.model.hidden_size = 64
     config.model.embedding_dim = 64
-    config.data.batch_size = 32
-    config.data.shuffle_buffer = 2048
-    # A small model on clean synthetic data learns faster than 4e-4 allows in minutes.
-    config.optim.learning_rate = 1e-3
-    config.train.log_every_steps = 20
-    config.train.checkpoint_every_steps = 100
-    config.sscs.dim = 64
-    config.sscs.caption_units = 64
-    config.sscs.caption_embedding_dim = 64
   return config

@@ -1,11 +1,10 @@
 """Tiny training configs for the trainer, export and CLI tests."""
 
-from configs import tan_demo
+from configs import lgi_demo, tan_demo
 
 
-def tiny_config(data_dir: str, arg: str = "sscs=ss", **train):
-  """2D-TAN at width 16 on the demo data: a few steps take seconds."""
-  config = tan_demo.get_config(arg + ",epochs=1")
+def _shrink(config, data_dir: str, train: dict):
+  """Width 16, batches of 8 and frequent logs and checkpoints: a few steps take seconds."""
   with config.unlocked():
     config.data.data_dir = data_dir
     config.data.batch_size = 8
@@ -13,8 +12,6 @@ def tiny_config(data_dir: str, arg: str = "sscs=ss", **train):
     config.data.shuffle_buffer = 64
     config.model.feature_dim = 32
     config.model.hidden_size = 16
-    config.model.lstm_units = 16
-    config.model.map_num_layers = 2
     config.sscs.dim = 16
     config.sscs.caption_units = 16
     config.sscs.caption_embedding_dim = 16
@@ -23,25 +20,20 @@ def tiny_config(data_dir: str, arg: str = "sscs=ss", **train):
     for key, value in train.items():
       config.train[key] = value
   return config
+
+
+def tiny_config(data_dir: str, arg: str = "sscs=ss", **train):
+  """2D-TAN at width 16 on the demo data."""
+  config = tan_demo.get_config(arg + ",epochs=1")
+  with config.unlocked():
+    config.model.lstm_units = 16
+    config.model.map_num_layers = 2
+  return _shrink(config, data_dir, train)
 
 
 def tiny_lgi_config(data_dir: str, arg: str = "sscs=ss", **train):
   """LGI at width 16 on the demo data."""
-  from configs import lgi_demo  # pylint: disable=import-outside-toplevel
   config = lgi_demo.get_config(arg + ",epochs=1")
   with config.unlocked():
-    config.data.data_dir = data_dir
-    config.data.batch_size = 8
-    config.data.eval_batch_size = 32
-    config.data.shuffle_buffer = 64
-    config.model.feature_dim = 32
-    config.model.hidden_size = 16
     config.model.embedding_dim = 16
-    config.sscs.dim = 16
-    config.sscs.caption_units = 16
-    config.sscs.caption_embedding_dim = 16
-    config.train.log_every_steps = 1
-    config.train.checkpoint_every_steps = 5
-    for key, value in train.items():
-      config.train[key] = value
-  return config
+  return _shrink(config, data_dir, train)
