@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import objective, run_dir, train_lib
+from sscs_tf import eval_lib, objective, run_dir, train_lib
+from sscs_tf.data import pipeline
 from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.train_state import TrainState, prepare_config
-from tests.testing_train import tiny_config
+from tests.testing_train import tiny_config, tiny_lgi_config
 
 
 def _event_tags(directory):
@@ -75,7 +76,6 @@ def _distributed_batch(strategy, batch):
 def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_cpu_strategy):
   """Per-replica loss scaling, the global-batch Sscs negatives and the clipping of the
   summed gradient make a 2-replica step the same update as a 1-device step."""
-  from sscs_tf.data import pipeline
   config = prepare_config(tiny_config(demo_records))
   with config.unlocked():
     config.optim.clip_norm = 0.05  # small enough that clipping happens
@@ -112,10 +112,12 @@ def test_check_finite_reports_the_first_bad_step():
   train_lib.check_finite(history[:1], ("total", "vg"), first_step=0)
 
 
-def test_sscs_on_or_off_gives_the_same_inference_weights(demo_records, tmp_path):
+@pytest.mark.parametrize("make_config", [tiny_config, tiny_lgi_config],
+                         ids=["tan", "lgi"])
+def test_sscs_on_or_off_gives_the_same_inference_weights(make_config, demo_records, tmp_path):
   weights = {}
   for arg in ("sscs=off", "sscs=ss"):
-    config = prepare_config(tiny_config(demo_records, arg))
+    config = prepare_config(make_config(demo_records, arg))
     tf.keras.utils.set_random_seed(3)
     state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path / arg))
     # Paths without the model's auto-numbered name ("tan_4/...").
@@ -124,6 +126,29 @@ def test_sscs_on_or_off_gives_the_same_inference_weights(demo_records, tmp_path)
   assert [p for p, _ in weights["sscs=off"]] == [p for p, _ in weights["sscs=ss"]]
   for (_, a), (_, b) in zip(weights["sscs=off"], weights["sscs=ss"]):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_steps(precision, demo_records, tmp_path):
+  config = prepare_config(tiny_config(demo_records, "sscs=ss", precision=precision))
+  try:
+    state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+    assert state.loss_scaled == (precision == "mixed_float16")
+    steps = train_lib.make_train_steps(state, tf.distribute.get_strategy(),
+                                       config.data.batch_size)
+    dataset = pipeline.make_dataset(config.data, "train", training=True, seed=0)
+    before = [v.numpy() for v in state.model.trainable_variables]
+    history = steps(iter(dataset), tf.constant(3)).numpy()
+    assert np.isfinite(history).all()
+    assert state.model.trainable_variables[0].dtype == tf.float32  # float32 master weights
+    changed = [not np.array_equal(a, v.numpy())
+               for a, v in zip(before, state.model.trainable_variables)]
+    # A float16 step whose gradients overflow is skipped (and the scale lowered); most apply.
+    assert sum(changed) >= len(changed) // 2
+    outputs = state.model(eval_lib.model_inputs(next(iter(dataset))), training=False)
+    assert outputs["scores"].dtype == tf.float32
+  finally:
+    tf.keras.mixed_precision.set_global_policy("float32")
 
 
 def test_term_names_follow_the_branch(demo_records, tmp_path):
