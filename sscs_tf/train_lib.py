@@ -18,8 +18,8 @@ from absl import logging
 
 from sscs_tf import distribute, eval_lib, fileio, objective, summaries
 from sscs_tf.data import pipeline
-from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.train_state import TrainState, prepare_config
+
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or Inf loss; the message names the step and the component."""
@@ -203,6 +203,3 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
   state.save(step)
   state.maybe_save_best(step, table)
   return table
-
-
-__all__ = ["train_and_evaluate", "NonFiniteLossError", "ReduceLROnPlateau"]
