@@ -3,9 +3,8 @@ r"""Serving latency of exported SavedModels trained with and without Sscs.
 Trains the demo 2D-TAN config a few steps with `sscs=off` and with `sscs=ss` on the demo
 data, exports both, and times the `serving_default` signature of each in a fresh process at
 batch 1 and 32 (raw sentences, features [batch, 75, D]: the tokenizer, resampling, model and
-NMS all run in the graph). Also prints each export's variable count and op count (its graph and every function in
-its library):
-the branch is training-only, so both must be equal.
+NMS all run in the graph). Also prints each export's variable count and op count (its graph
+and every function in its library): the branch is training-only, so both must be equal.
 
   python -m benchmarks.serving_latency [--workdir /tmp/serving_latency] [--repeats 20]
 """

@@ -8,8 +8,9 @@ Sscs off and with SS (V-SS + CA, both objectives). Each setting runs in its own 
   python -m benchmarks.sscs_overhead                        # float32
   python -m benchmarks.sscs_overhead --precision=mixed_bfloat16 --steps=5
 
-Prints the mean and best wall time and the mean CPU time (all threads) of a step for each
-setting, and the overhead of Sscs. On a shared machine the CPU time is the steadier figure.
+Prints the median and best wall time and the median CPU time (all threads) of a step for each
+setting, the overhead of Sscs, and the time of the branch alone (forward and backward on
+the model's outputs), which is the part of the step that Sscs adds.
 """
 
 import os
@@ -25,6 +26,8 @@ _CONFIG_ARG = flags.DEFINE_string("config_arg", "variant=conv,feature=i3d",
 _VARIANTS = flags.DEFINE_list("variants", ["off", "ss"], "Sscs variants to compare.")
 _PRECISION = flags.DEFINE_string("precision", "float32", "train.precision.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps (after a warm-up step).")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "Processes per variant, alternating variants "
+                               "(one process's speed can differ from the next by 10-15%).")
 _SINGLE = flags.DEFINE_string("single", "", "Internal: run one variant in this process.")
 
 BATCH, WORDS, VOCAB = 32, 8, 1100
@@ -72,8 +75,36 @@ def _run_single(variant: str) -> None:
     steps(iterator, tf.constant(1)).numpy()
     times.append(time.perf_counter() - started)
     cpu.append(time.process_time() - started_cpu)
-  print(f"RESULT {variant} {np.mean(times):.3f} {np.min(times):.3f} {np.mean(cpu):.3f} "
+  print(f"RESULT {variant} {np.median(times):.3f} {np.min(times):.3f} {np.median(cpu):.3f} "
         f"{os.getloadavg()[0]:.1f}", flush=True)
+  if state.branch is not None:
+    print(f"BRANCH {_time_branch(state, batch):.4f}", flush=True)
+
+
+def _time_branch(state, batch, repeats: int = 20) -> float:
+  """Seconds for the branch alone (forward and backward) on the model's outputs."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from sscs_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  outputs = state.model(eval_lib.model_inputs(batch), training=False)
+  inputs = {k: tf.constant(outputs[k]) for k in ("clip_features", "clip_mask",
+                                                  "sentence_feature")}
+  inputs.update({k: tf.constant(batch[k]) for k in ("start", "end", "duration", "word_ids",
+                                                    "num_words")})
+  sources = [inputs["clip_features"], inputs["sentence_feature"]]
+
+  @tf.function
+  def branch_step():
+    with tf.GradientTape() as tape:
+      tape.watch(sources)
+      total = state.branch.losses_for_replica(state.branch(inputs), BATCH)["total"]
+    grads = tape.gradient(total, sources + state.branch.trainable_variables)
+    return [tf.convert_to_tensor(g) for g in grads]
+
+  branch_step()
+  started = time.perf_counter()
+  for _ in range(repeats):
+    [g.numpy() for g in branch_step()]
+  return (time.perf_counter() - started) / repeats
 
 
 def main(argv):
@@ -81,24 +112,31 @@ def main(argv):
   if _SINGLE.value:
     _run_single(_SINGLE.value)
     return
-  results = {}
-  for variant in _VARIANTS.value:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.sscs_overhead",
-                          f"--single={variant}", f"--config_arg={_CONFIG_ARG.value}",
-                          f"--precision={_PRECISION.value}", f"--steps={_STEPS.value}"],
-                         check=True, capture_output=True, text=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
-    _, name, mean, best, cpu, load = line.split()
-    results[name] = (float(mean), float(best), float(cpu))
-    print(f"sscs={name}: {float(mean):.2f} s per step (best {float(best):.2f}), CPU time "
-          f"{float(cpu):.2f} s per step; load average {load}", flush=True)
-  base = results[_VARIANTS.value[0]]
-  for name, (mean, best, cpu) in results.items():
-    if name != _VARIANTS.value[0]:
-      print(f"overhead of sscs={name}: {100 * (mean / base[0] - 1):+.1f}% (mean wall), "
-            f"{100 * (best / base[1] - 1):+.1f}% (best wall), "
-            f"{100 * (cpu / base[2] - 1):+.1f}% (CPU time)")
-
+  runs = {v: [] for v in _VARIANTS.value}
+  for _ in range(_ROUNDS.value):
+    for variant in _VARIANTS.value:
+      out = subprocess.run([sys.executable, "-m", "benchmarks.sscs_overhead",
+                            f"--single={variant}", f"--config_arg={_CONFIG_ARG.value}",
+                            f"--precision={_PRECISION.value}", f"--steps={_STEPS.value}"],
+                           check=True, capture_output=True, text=True).stdout
+      _, _, median, best, cpu, load = next(
+          l for l in out.splitlines() if l.startswith("RESULT")).split()
+      branch = [float(l.split()[1]) for l in out.splitlines() if l.startswith("BRANCH")]
+      runs[variant].append((float(median), float(best), float(cpu), branch))
+      print(f"sscs={variant}: {float(median):.2f} s per step median (best {float(best):.2f}), "
+            f"CPU time {float(cpu):.2f} s; load average {load}"
+            + (f"; the branch alone, forward and backward: {1000 * branch[0]:.1f} ms"
+               if branch else ""), flush=True)
+  summary = {v: np.median(np.array([r[:3] for r in rs]), axis=0) for v, rs in runs.items()}
+  base = summary[_VARIANTS.value[0]]
+  for name, (median, best, cpu) in summary.items():
+    if name == _VARIANTS.value[0]:
+      continue
+    branch = np.median([r[3][0] for r in runs[name] if r[3]])
+    print(f"sscs={name} over sscs={_VARIANTS.value[0]}, medians of {_ROUNDS.value} processes "
+          f"each: {100 * (median / base[0] - 1):+.1f}% wall, {100 * (cpu / base[2] - 1):+.1f}% "
+          f"CPU time; the branch itself is {1000 * branch:.1f} ms, "
+          f"{100 * branch / median:.2f}% of a step")
 
 if __name__ == "__main__":
   app.run(main)

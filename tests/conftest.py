@@ -22,6 +22,14 @@ import pytest  # noqa: E402
 TWO_CPUS = ["/cpu:0", "/cpu:1"]
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+  """Every test starts from the same Python, NumPy, TensorFlow and Keras seeds, so a weight
+  initialisation the test did not choose is the same on every run and every machine."""
+  import keras  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(1234)
+
+
 @pytest.fixture(scope="session")
 def two_cpu_strategy():
   """The one MirroredStrategy over two logical CPUs for the whole session: in TF 2.21 a

@@ -94,6 +94,23 @@ def test_fresh_process_outputs_equal_the_keras_model(exported, tmp_path):
                                                          "support", "decoder"))]
 
 
+def _op_types(model_dir):
+  loaded = tf.saved_model.load(str(model_dir))  # holds the variables the signature uses
+  serve = loaded.signatures["serving_default"]
+  graph = serve.graph.as_graph_def()
+  ops = [n.op for n in graph.node] + [n.op for f in graph.library.function for n in f.node_def]
+  return sorted(ops), sorted(tuple(v.shape) for v in serve.variables)
+
+
+def test_sscs_off_and_on_export_the_same_graph(exported, demo_records, tmp_path):
+  """The branch is training-only: a model trained without it exports the same ops and
+  variables as the one trained with it."""
+  config = tiny_config(demo_records, "sscs=off", num_train_steps=2)
+  train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
+  assert _op_types(tmp_path / "model") == _op_types(exported / "model")
+
+
 def test_saved_model_cli_lists_the_signature(exported):
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
   result = subprocess.run([cli, "show", "--dir", str(exported / "model"), "--all"],

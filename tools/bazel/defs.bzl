@@ -39,7 +39,7 @@ def pytest_test(name, src, pytest_args = [], deps = [], data = [], tags = [], **
         **kwargs
     )
 
-def pytest_modules(slow = [], timeout = "long"):
+def pytest_modules(slow = [], data = {}, timeout = "long"):
     """A py_test for every test_*.py under this package, named by its path without ".py".
 
     Args:
@@ -48,24 +48,33 @@ def pytest_modules(slow = [], timeout = "long"):
         tagged "slow". So `--test_tag_filters=-slow` runs what `pytest -m "not slow"` runs.
         A name with no module is ignored: the list may run ahead of a module's arrival. A
         module that has slow tests but is not listed runs them all in its one target.
+      data: module -> more files it reads (labels), for a test that reads the checkout's own
+        files beyond the Python sources.
       timeout: Bazel's timeout class for every module ("long": 900 s).
     """
     modules = [src[:-len(".py")] for src in native.glob(["**/test_*.py"])]
     for module in modules:
         if module not in slow:
-            pytest_test(name = module, src = module + ".py", timeout = timeout)
+            pytest_test(
+                name = module,
+                src = module + ".py",
+                data = data.get(module, []),
+                timeout = timeout,
+            )
             continue
         pytest_test(
             name = module,
             src = module + ".py",
             # Bazel splits args as a shell does: the quotes keep the expression one word.
             pytest_args = ["-m", "'not slow'"],
+            data = data.get(module, []),
             timeout = timeout,
         )
         pytest_test(
             name = module + "_slow",
             src = module + ".py",
             pytest_args = ["-m", "slow"],
+            data = data.get(module, []),
             tags = ["slow"],
             timeout = timeout,
         )
