@@ -16,11 +16,27 @@ def load_features(path: str) -> np.ndarray:
 
 
 def ground(model_dir: str, features: np.ndarray, duration: float, queries):
-  """Returns (segments [Q, k, 2], scores [Q, k]) for each query against one video."""
-  serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+  """Returns (segments [Q, k, 2], scores [Q, k]) for each query against one video.
+
+  Raises ValueError with the model's own message when it refuses the request (an empty
+  sentence, a feature width it was not trained on, NaN features, a duration <= 0).
+  """
+  model = tf.saved_model.load(model_dir)  # holds the variables the signature reads
+  serve = model.signatures["serving_default"]
   count = len(queries)
-  out = serve(sentences=tf.constant(list(queries)),
-              features=tf.constant(np.repeat(features[None], count, axis=0)),
-              lengths=tf.fill([count], features.shape[0]),
-              durations=tf.fill([count], float(duration)))
+  try:
+    out = serve(sentences=tf.constant(list(queries)),
+                features=tf.constant(np.repeat(features[None], count, axis=0)),
+                lengths=tf.fill([count], features.shape[0]),
+                durations=tf.fill([count], float(duration)))
+  except tf.errors.InvalidArgumentError as error:
+    raise ValueError(f"{model_dir} refused the request: {request_error(error)}") from None
   return out["segments"].numpy(), out["scores"].numpy()
+
+
+def request_error(error: tf.errors.InvalidArgumentError) -> str:
+  """The serving signature's check that failed, without TensorFlow's node trace."""
+  for line in error.message.splitlines():
+    if "assertion failed:" in line:
+      return line.split("assertion failed:", 1)[1].strip()
+  return error.message.splitlines()[0] if error.message else str(error)

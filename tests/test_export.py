@@ -151,3 +151,25 @@ def test_ground_command_prints_intervals(exported, tmp_path):
   lines = result.stdout.splitlines()
   assert lines[0] == "a person opens the door" and lines[1].startswith("  1. ")
   assert sum(line.startswith("  1. ") for line in lines) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--query=   "], "empty sentence (no word) at batch indices] [0]"),
+    (["--query=a person sits", "--duration=-3"], "durations must be positive seconds"),
+    (["--query=a person sits", "--width=7"], "features must be [batch, T,"),
+])
+def test_ground_command_reports_a_refused_request(exported, tmp_path, args, message):
+  width = next((int(a.split("=")[1]) for a in args if a.startswith("--width=")), None)
+  features = _inputs()["features"][0]
+  if width is not None:
+    features = features[:, :width]
+  np.save(tmp_path / "video.npy", features)
+  result = subprocess.run(
+      [sys.executable, "-m", "sscs_tf.cli.ground", f"--model={exported / 'model'}",
+       f"--features={tmp_path / 'video.npy'}", "--duration=30"]
+      + [a for a in args if not a.startswith("--width=")],
+      capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("sscs-ground: ") and "refused the request" in last, result.stderr[-2000:]
+  assert message in last and "Traceback" not in result.stderr

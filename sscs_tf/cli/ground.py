@@ -7,6 +7,8 @@ r"""Grounds sentences in your own video features with an exported model.
 trained on (not normalised; the model does that).
 """
 
+import sys
+
 from absl import app, flags
 
 from sscs_tf import grounding
@@ -23,8 +25,11 @@ _QUERY = flags.DEFINE_multi_string("query", None, "Sentence to ground (repeatabl
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  features = grounding.load_features(_FEATURES.value)
-  segments, scores = grounding.ground(_MODEL.value, features, _DURATION.value, _QUERY.value)
+  try:
+    features = grounding.load_features(_FEATURES.value)
+    segments, scores = grounding.ground(_MODEL.value, features, _DURATION.value, _QUERY.value)
+  except (OSError, ValueError) as error:
+    sys.exit(f"sscs-ground: {error}")
   for query, query_segments, query_scores in zip(_QUERY.value, segments, scores):
     print(f"{query}")
     for rank, ((start, end), score) in enumerate(zip(query_segments, query_scores), 1):
