@@ -189,26 +189,19 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
   if paper_optim:
     training.apply_paper_optim(config)
   if runlocal:
-    shrink_lgi_for_local_run(config)
+    shrink_for_local_run(config)
   config.lock()
   return config
-
-
-def shrink_lgi_for_local_run(config: ml_collections.ConfigDict) -> None:
-  """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
-  config.model.hidden_size = 32
-  config.model.embedding_dim = 32
-  config.data.batch_size = 8
-  config.data.eval_batch_size = 16
-  config.data.shuffle_buffer = 256
-  config.train.num_epochs = 2
 
 
 def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
   """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
   config.model.hidden_size = 32
-  config.model.lstm_units = 32
-  config.model.map_num_layers = 2
+  if config.model.name == "tan":
+    config.model.lstm_units = 32
+    config.model.map_num_layers = 2
+  else:
+    config.model.embedding_dim = 32
   config.data.batch_size = 8
   config.data.eval_batch_size = 16
   config.data.shuffle_buffer = 256
