@@ -114,14 +114,8 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
       plateau_monitor="loss" if val_split else "",
   ))
 
-  config.train = training.train_config(num_epochs=100, best_metric="Rank1@0.5")  # Published.
-  config.sscs = training.sscs_config(dataset, sscs)
-  if paper_optim:
-    training.apply_paper_optim(config)
-  if runlocal:
-    shrink_for_local_run(config)
-  config.lock()
-  return config
+  return _finish(config, num_epochs=100, best_metric="Rank1@0.5",  # Published: 100 epochs.
+                 sscs=sscs, paper_optim=paper_optim, runlocal=runlocal)
 
 
 def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal_blocks: int,
@@ -184,8 +178,15 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
       plateau_monitor="",
   ))
 
-  config.train = training.train_config(num_epochs=num_epochs, best_metric="R1@0.5")
-  config.sscs = training.sscs_config(dataset, sscs)
+  return _finish(config, num_epochs=num_epochs, best_metric="R1@0.5", sscs=sscs,
+                 paper_optim=paper_optim, runlocal=runlocal)
+
+
+def _finish(config: ml_collections.ConfigDict, *, num_epochs: int, best_metric: str,
+            sscs: str, paper_optim: bool, runlocal: bool) -> ml_collections.ConfigDict:
+  """The parts every baseline shares: training, the Sscs branch, the two switches; locked."""
+  config.train = training.train_config(num_epochs=num_epochs, best_metric=best_metric)
+  config.sscs = training.sscs_config(config.data.dataset, sscs)
   if paper_optim:
     training.apply_paper_optim(config)
   if runlocal:
