@@ -31,7 +31,13 @@ def _assert(condition, *message):
 
 class TanHead(tf.Module):
   """2D-TAN score maps -> top-k segments: sigmoid(scores) * mask over cells s <= e, cell
-  (s, e) -> [s, e + 1] * d / N, greedy NMS (kept when IoU <= thresh), as `metrics`."""
+  (s, e) -> [s, e + 1] * d / N, greedy NMS (kept when IoU <= thresh), as `metrics`.
+
+  The NMS is `metrics.greedy_nms` in the graph (score order with ties by cell, IoU in
+  float64 of the float32 seconds) rather than tf.image.non_max_suppression, whose float32
+  IoU rounds the grid's many IoUs of exactly the threshold (0.5: [0, 2] against [0, 4]
+  cells) either way, so serving would keep other segments than the evaluation.
+  """
 
   def __init__(self, num_clips: int, nms_thresh: float, top_k: int = 5):
     super().__init__()
@@ -51,16 +57,33 @@ class TanHead(tf.Module):
 
     def one(args):
       score, start, end = args
-      boxes = tf.stack([tf.zeros_like(start), start, tf.ones_like(end), end], axis=1)
-      keep = tf.image.non_max_suppression(boxes, score, self.top_k, self.nms_thresh,
-                                          score_threshold=float("-inf"))
-      pad = self.top_k - tf.shape(keep)[0]
+      keep = self.greedy_nms(score, start, end)
+      found = keep >= 0
+      keep = tf.maximum(keep, 0)
       segments = tf.stack([tf.gather(start, keep), tf.gather(end, keep)], axis=1)
-      return (tf.pad(segments, [[0, pad], [0, 0]], constant_values=-1.0),
-              tf.pad(tf.gather(score, keep), [[0, pad]], constant_values=-1.0))
+      return (tf.where(found[:, None], segments, -1.0),
+              tf.where(found, tf.gather(score, keep), -1.0))
 
     return tf.map_fn(one, (scores, starts, ends), fn_output_signature=(
         tf.TensorSpec([self.top_k, 2], tf.float32), tf.TensorSpec([self.top_k], tf.float32)))
+
+  def greedy_nms(self, score, start, end):
+    """Candidate indices kept, best first, -1 past the last: `metrics.greedy_nms`."""
+    order = tf.argsort(-score, stable=True)  # descending, ties by cell
+    start = tf.cast(tf.gather(start, order), tf.float64)
+    end = tf.cast(tf.gather(end, order), tf.float64)
+    alive = tf.ones_like(start, tf.bool)
+    keep = []
+    for _ in range(self.top_k):  # top_k passes over the K candidates
+      first = tf.argmax(tf.cast(alive, tf.int32), output_type=tf.int32)
+      keep.append(tf.where(tf.reduce_any(alive), tf.gather(order, first), -1))
+      inter = tf.maximum(tf.minimum(end[first], end) - tf.maximum(start[first], start), 0.0)
+      union = (end[first] - start[first]) + (end - start) - inter
+      overlap = inter > 0
+      iou = tf.where(overlap, inter / tf.where(overlap, union, tf.ones_like(union)),
+                     tf.zeros_like(union))
+      alive &= (iou <= self.nms_thresh) & (tf.range(tf.size(alive)) != first)
+    return tf.stack(keep)
 
 
 class LgiHead(tf.Module):
@@ -130,9 +153,12 @@ class ServingModule(tf.Module):
 
   def _serve(self, sentences, features, lengths, durations):
     word_ids, num_words = self.encoder(sentences)
+    # Every input of the computation waits for the checks: an op fed a bad request must
+    # not run (and fail deep in the graph) before the check that names the problem.
     with tf.control_dependencies(self._check(sentences, features, lengths, durations,
                                              num_words)):
-      features = tf.identity(features)
+      features, lengths, durations, word_ids, num_words = (
+          tf.identity(t) for t in (features, lengths, durations, word_ids, num_words))
     video, mask = tf.map_fn(self._prepare_video, (features, lengths), fn_output_signature=(
         tf.TensorSpec([self.num_segments, self.feature_dim], tf.float32),
         tf.TensorSpec([self.num_segments], tf.float32)))

@@ -36,7 +36,10 @@ def ground(model_dir: str, features: np.ndarray, duration: float, queries):
 
 def request_error(error: tf.errors.InvalidArgumentError) -> str:
   """The serving signature's check that failed, without TensorFlow's node trace."""
-  for line in error.message.splitlines():
+  lines = [line.strip() for line in error.message.splitlines()]
+  for line in lines:
     if "assertion failed:" in line:
       return line.split("assertion failed:", 1)[1].strip()
-  return error.message.splitlines()[0] if error.message else str(error)
+  # Not one of the signature's checks: TensorFlow's own message, without its headers.
+  return next((line for line in lines if line and not line.startswith(
+      ("Graph execution error", "Detected at node", "<stack traces", "[["))), str(error))
