@@ -5,7 +5,6 @@ Each baseline has a `Scorer` that turns a batch of model outputs into what its m
 """
 
 import time
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -93,8 +92,7 @@ def make_predict_fn(model, model_name: str, loss_config, element_spec):
   return predict
 
 
-def evaluate(model, config, split: str, *, predict_fn=None, max_batches: Optional[int] = None,
-             with_predictions: bool = False):
+def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False):
   """Runs `model` over `split`.
 
   Returns (table, predictions): table maps metric names ("Rank1@0.5", "mIoU", "loss", ...)
@@ -106,8 +104,6 @@ def evaluate(model, config, split: str, *, predict_fn=None, max_batches: Optiona
   predict_fn = predict_fn or make_predict_fn(model, config.model.name, config.loss,
                                              dataset.element_spec)
   scorer = SCORERS[config.model.name](config.eval)
-  if max_batches:
-    dataset = dataset.take(max_batches)
   loss_sum, count, extra = 0.0, 0, {}
   for batch in dataset:
     out = {k: v.numpy() for k, v in predict_fn(batch).items()}

@@ -1,6 +1,5 @@
 """Reading a training run's folder back: its config, its vocabulary, a trained model."""
 
-import json
 import os
 
 import ml_collections
@@ -18,8 +17,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: --workdir must be a folder written by "
                             "sscs-train.")
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(fileio.read_json(path))
 
 
 def checkpoint_path(workdir: str, checkpoint: str = "best") -> str:
@@ -38,16 +36,24 @@ def checkpoint_path(workdir: str, checkpoint: str = "best") -> str:
 
 
 def load_vocabulary(config) -> text.Vocabulary:
-  return text.Vocabulary.load(os.path.join(config.data.data_dir, "vocab.txt"))
+  """The run's vocabulary; its size must be the model's (a re-prepared data folder can
+  hold another, whose ids would index past the word table)."""
+  path = os.path.join(config.data.data_dir, "vocab.txt")
+  vocabulary = text.Vocabulary.load(path)
+  if len(vocabulary) != config.model.vocab_size:
+    raise ValueError(f"{path} has {len(vocabulary)} words but the model was trained with "
+                     f"{config.model.vocab_size}: config.data.data_dir must be the data it "
+                     "was trained on.")
+  return vocabulary
 
 
 def load_model(workdir: str, checkpoint: str = "best"):
   """(model with the checkpoint's weights, config, checkpoint path). Only the model's
   weights are read; the Sscs branch and the optimizer state stay in the checkpoint."""
   config = load_config(workdir)
+  path = checkpoint_path(workdir, checkpoint)
   model = models.build_model(config.model)
   model(eval_lib.model_inputs(dummy_batch(config)), training=False)
-  path = checkpoint_path(workdir, checkpoint)
   status = model_checkpoint(model).restore(path).expect_partial()
   status.assert_existing_objects_matched()
   return model, config, path

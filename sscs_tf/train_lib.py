@@ -43,7 +43,7 @@ def _clip_and_apply(state: TrainState, grads, variables, loss_scale):
 
   Keras 3 clips each replica's gradient before summing them; to clip the summed gradient as
   on one device, it is all-reduced here first, clipped, and divided by the replica count
-  (the optimizer sums it back).
+  (the optimizer sums it back). Without a clip the optimizer's own sum is all it takes.
   """
   context = tf.distribute.get_replica_context()
   replicas = context.num_replicas_in_sync if context is not None else 1
@@ -52,15 +52,13 @@ def _clip_and_apply(state: TrainState, grads, variables, loss_scale):
   # their collective gather then aborts inside a loop. Dense, they all-reduce like the rest.
   grads = [tf.convert_to_tensor(g) for g, _ in pairs]
   variables = [v for _, v in pairs]
-  if replicas > 1:
-    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
   clip_norm = state.config.optim.clip_norm
   if clip_norm:
+    if replicas > 1:
+      grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     norm = tf.linalg.global_norm(grads) / loss_scale
     factor = clip_norm / tf.maximum(norm, clip_norm)
-    grads = [g * factor for g in grads]
-  if replicas > 1:
-    grads = [g / replicas for g in grads]
+    grads = [g * factor / replicas for g in grads]
   state.optimizer.apply_gradients(zip(grads, variables))
 
 
@@ -128,13 +126,13 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
                                                   config.train.devices)
   config = prepare_config(config)
   chief = distribute.is_chief(strategy)
-  if chief:
-    os.makedirs(workdir, exist_ok=True)
-    fileio.atomic_write_text(os.path.join(workdir, "config.json"),
-                             config.to_json_best_effort(indent=2) + "\n")
   keras.utils.set_random_seed(config.seed)
   state = TrainState(config, strategy, workdir)
   state.restore_or_initialize()
+  if chief:  # after the restore: a config that does not fit the checkpoints leaves it as is
+    os.makedirs(workdir, exist_ok=True)
+    fileio.atomic_write_text(os.path.join(workdir, "config.json"),
+                             config.to_json_best_effort(indent=2) + "\n")
   meta = pipeline.load_meta(config.data.data_dir)
   global_batch = config.data.batch_size
   steps_per_epoch = pipeline.steps_per_epoch(meta, config.data.train_split, global_batch)

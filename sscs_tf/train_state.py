@@ -6,7 +6,6 @@ matter for inference; the branch and the optimizer are training state.
 """
 
 import copy
-import math
 import os
 import shutil
 
@@ -25,8 +24,10 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 def prepare_config(config):
   """A copy of `config` with what comes from the data filled in: the vocabulary size, the
-  embeddings file, the branch's clip count; checks the feature width."""
+  embeddings file, the branch's clip count; checks the feature width, the splits and the
+  loop's periods, so that a mistyped value fails now rather than after an epoch."""
   meta = pipeline.load_meta(config.data.data_dir)
+  _check_splits_and_periods(config, meta)
   config = copy.deepcopy(config)
   with config.unlocked():
     model = config.model
@@ -49,6 +50,18 @@ def prepare_config(config):
       config.sscs.vocab_size = meta["vocab_size"]
       config.sscs.num_clips = models.num_clips(config.model)
   return config
+
+
+def _check_splits_and_periods(config, meta: dict) -> None:
+  for field in ("train_split", "val_split", "eval_split"):
+    split = config.data[field]
+    if (split or field != "val_split") and split not in meta["splits"]:
+      raise ValueError(f"config.data.{field} is {split!r}, but {config.data.data_dir} holds "
+                       f"the splits {sorted(meta['splits'])}.")
+  for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps",
+                "eval_every_epochs"):
+    if config.train[field] < 1:
+      raise ValueError(f"config.train.{field} must be at least 1, got {config.train[field]}.")
 
 
 def dummy_batch(config, batch_size: int = 1):
@@ -107,6 +120,11 @@ class TrainState:
     self.best_checkpoint = model_checkpoint(self.model)
     self.best_manager = tf.train.CheckpointManager(
         self.best_checkpoint, os.path.join(directory, "best"), max_to_keep=1)
+    # Read once, before training: every worker then decides on the same value, whenever
+    # the chief rewrites the file.
+    best_path = os.path.join(workdir, "best", "best.json")
+    self._best_value = (fileio.read_json(best_path)["value"] if os.path.exists(best_path)
+                        else None)
     self._predict_fn = None
 
   @property
@@ -167,10 +185,13 @@ class TrainState:
     if metric not in table:
       raise KeyError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
                      f"{sorted(table)}")
-    path = os.path.join(self.workdir, "best", "best.json")
-    best = fileio.read_json(path) if os.path.exists(path) else {"value": -math.inf}
-    if table[metric] > best["value"]:
+    value = table[metric]
+    lower_is_better = metric == "loss"
+    if self._best_value is None or (value < self._best_value if lower_is_better
+                                    else value > self._best_value):
+      self._best_value = value
       saved = self.best_manager.save(checkpoint_number=step)
+      path = os.path.join(self.workdir, "best", "best.json")
       if self.chief:
         fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
                                         "step": step, "checkpoint": os.path.basename(saved),

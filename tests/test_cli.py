@@ -23,8 +23,8 @@ TINY = ["--config.model.feature_dim=32", "--config.model.hidden_size=16",
 
 
 def _env(**extra):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT, **extra)
-  env.pop("TF_CONFIG", None)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+  env.pop("TF_CONFIG", None)  # a worker's TF_CONFIG comes only from `extra`
   env.update(extra)
   return env
 

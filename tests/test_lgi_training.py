@@ -1,6 +1,5 @@
 """LGI through the same trainer, evaluation and export as 2D-TAN."""
 
-import json
 import subprocess
 import sys
 

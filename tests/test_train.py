@@ -23,6 +23,50 @@ def _event_tags(directory):
   return tags
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("data.eval_split", "tset", r"config.data.eval_split is 'tset', but .* holds the splits "
+     r"\['test', 'train'\]"),
+    ("data.val_split", "val", "config.data.val_split is 'val'"),
+    ("train.eval_every_epochs", 0, "config.train.eval_every_epochs must be at least 1, got 0"),
+    ("train.steps_per_call", 0, "config.train.steps_per_call must be at least 1"),
+])
+def test_prepare_config_names_a_bad_split_or_period(demo_records, field, value, message):
+  config = tiny_config(demo_records)
+  section, name = field.split(".")
+  with config.unlocked():
+    config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    prepare_config(config)
+
+
+@pytest.mark.parametrize("metric, values, best_step", [
+    ("Rank1@0.5", [0.2, 0.5, 0.3], 2),
+    ("loss", [0.9, 0.4, 0.6], 2),  # lower is better
+])
+def test_best_checkpoint_follows_the_metric_and_survives_a_restart(demo_records, tmp_path,
+                                                                   metric, values, best_step):
+  config = prepare_config(tiny_config(demo_records, best_metric=metric))
+  state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  for step, value in enumerate(values, 1):
+    state.maybe_save_best(step, {metric: value})
+  best = json.load(open(tmp_path / "best" / "best.json"))
+  assert (best["step"], best["value"]) == (best_step, values[best_step - 1])
+  # A restarted run compares with the stored best: the first value is worse, not saved.
+  again = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  again.maybe_save_best(4, {metric: values[0]})
+  assert json.load(open(tmp_path / "best" / "best.json"))["step"] == best_step
+
+
+def test_a_run_reads_only_the_vocabulary_it_was_trained_with(demo_records):
+  config = prepare_config(tiny_config(demo_records))
+  assert len(run_dir.load_vocabulary(config)) == config.model.vocab_size
+  with config.unlocked():
+    config.model.vocab_size += 1
+  with pytest.raises(ValueError, match=r"vocab.txt has \d+ words but the model was trained "
+                     r"with \d+"):
+    run_dir.load_vocabulary(config)
+
+
 def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tmp_path,
                                                                 two_cpu_strategy):
   config = tiny_config(demo_records, num_train_steps=7, steps_per_call=3)

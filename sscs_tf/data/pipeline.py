@@ -204,9 +204,12 @@ def _eval_queries(records, video_fn, repeat, parallel):
 def _validate(config):
   if config.sampling not in SAMPLINGS:
     raise ValueError(f"data.sampling must be one of {SAMPLINGS}, got {config.sampling!r}.")
-  for field in ("num_segments", "batch_size", "eval_batch_size"):
+  for field in ("num_segments", "batch_size", "eval_batch_size", "shuffle_buffer"):
     if config[field] <= 0:
       raise ValueError(f"data.{field} must be positive, got {config[field]}.")
+  if config.num_parallel_calls == 0:
+    raise ValueError("data.num_parallel_calls must be positive, or -1 to let tf.data tune "
+                     "it; got 0.")
   for field in ("map_size", "max_query_length"):
     if config[field] < 0:
       raise ValueError(f"data.{field} must be >= 0, got {config[field]}.")

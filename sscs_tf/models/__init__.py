@@ -15,6 +15,10 @@ def build_model(model_config):
   name = kwargs.pop("name", None)
   if name not in MODELS:
     raise ValueError(f"model.name {name!r} is not one of {sorted(MODELS)}.")
+  if kwargs.get("vocab_size", 1) < 1:
+    raise ValueError(f"model.vocab_size is {kwargs['vocab_size']}: training fills it from "
+                     "the data's vocab.txt (train_state.prepare_config); set it to build the "
+                     "model on its own.")
   return MODELS[name](**kwargs)
 
 

@@ -377,6 +377,8 @@ class LGI(keras.Model):
     if self.output_activation not in OUTPUT_ACTIVATIONS:
       raise ValueError(f"model.output_activation must be one of {OUTPUT_ACTIVATIONS}, got "
                        f"{self.output_activation!r}.")
+    if self.num_heads < 1:
+      raise ValueError(f"model.num_heads must be >= 1, got {self.num_heads}.")
     if self.hidden_size % 2 or self.hidden_size % self.num_heads:
       raise ValueError(f"model.hidden_size={self.hidden_size} must be even and divisible by "
                        f"model.num_heads={self.num_heads}.")

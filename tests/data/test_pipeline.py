@@ -288,6 +288,11 @@ def test_helpers_and_clear_errors(dataset32, tmp_path):
     pipeline.make_dataset(_config(root), "val")
   with pytest.raises(ValueError, match="sampling"):
     pipeline.make_dataset(_config(root, sampling="nearest"), "train")
+  for field, value in (("batch_size", 0), ("shuffle_buffer", 0), ("map_size", -1)):
+    with pytest.raises(ValueError, match=rf"data\.{field} must be"):
+      pipeline.make_dataset(_config(root, **{field: value}), "train")
+  with pytest.raises(ValueError, match="data.num_parallel_calls must be positive, or -1"):
+    pipeline.make_dataset(_config(root, num_parallel_calls=0), "train")
   broken = dict(meta)
   broken["splits"] = {"train": dict(meta["splits"]["train"], files=["absent.tfrecord"])}
   (tmp_path / "meta.json").write_text(json.dumps(broken))

@@ -321,6 +321,8 @@ def test_bad_arguments_name_the_field():
     tiny_lgi(output_activation="tanh")
   with pytest.raises(ValueError, match="num_heads"):
     tiny_lgi(num_heads=3)
+  with pytest.raises(ValueError, match="model.num_heads must be >= 1, got 0"):
+    tiny_lgi(num_heads=0)
   with pytest.raises(ValueError, match="local_kernel_size"):
     tiny_lgi(local_kernel_size=4)
   with pytest.raises(ValueError, match="num_phrases"):
@@ -332,6 +334,13 @@ def test_bad_arguments_name_the_field():
 
 
 CONFIGS = {"charades": lgi_charades, "activitynet": lgi_activitynet}
+
+
+@pytest.mark.parametrize("name", ["charades", "activitynet"])
+def test_build_model_names_an_unfilled_vocabulary(name):
+  """The configs leave vocab_size 0 until the data fills it; building says so."""
+  with pytest.raises(ValueError, match="model.vocab_size is 0: training fills it"):
+    build_model(CONFIGS[name].get_config().model)
 
 
 @pytest.mark.parametrize("name, expected", [
