@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_text  # registers the tokenizer ops
 model = tf.saved_model.load(sys.argv[1])
 serve = model.signatures["serving_default"]
-dim = serve.structured_input_signature[1]["features"].shape[-1] or int(sys.argv[3])
+dim = int(sys.argv[3])  # the signature takes [batch, T, D] with D unknown
 graph = serve.graph.as_graph_def()
 ops = len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
 result = {"variables": len(serve.variables), "ops": ops}
@@ -58,7 +58,7 @@ def _train_and_export(records: str, variant: str, workdir: str) -> str:
   train_lib.train_and_evaluate(config, run)
   export = os.path.join(workdir, f"export_{variant}")
   export_lib.export_run(run, export)
-  return export
+  return export, config.model.feature_dim
 
 
 def main(argv):
@@ -69,8 +69,9 @@ def main(argv):
     demo.build(os.path.join(_WORKDIR.value, "data"))
   rows = {}
   for variant in ("off", "ss"):
-    export = _train_and_export(records, variant, _WORKDIR.value)
-    out = subprocess.run([sys.executable, "-c", TIMER, export, str(_REPEATS.value), "128"],
+    export, feature_dim = _train_and_export(records, variant, _WORKDIR.value)
+    out = subprocess.run([sys.executable, "-c", TIMER, export, str(_REPEATS.value),
+                          str(feature_dim)],
                          check=True, capture_output=True, text=True).stdout
     rows[variant] = json.loads(next(l for l in out.splitlines()
                                     if l.startswith("RESULT"))[len("RESULT "):])

@@ -173,7 +173,9 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
       epsilon=1e-8,  # PyTorch Adam's default (Keras' is 1e-7).
       weight_decay=0.0,
       clip_norm=0.0,
-      plateau_factor=0.5,  # Unused: plateau_monitor is empty.
+      # LGI has no schedule; these apply only under paper_optim, where a validation split
+      # exists (the paper gives no factor: halving, as our decision, docs/sscs.md).
+      plateau_factor=0.5,
       plateau_patience=20,
       plateau_monitor="",
   ))

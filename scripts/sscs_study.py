@@ -8,7 +8,6 @@ the demo data has no validation split), as mean and standard deviation over the 
 `--write_docs` puts the table into docs/sscs.md between its study markers.
 """
 
-import json
 import os
 import re
 import sys
@@ -18,7 +17,7 @@ from absl import app, flags, logging
 
 from configs import tan_demo
 from data_prep import demo
-from sscs_tf import train_lib
+from sscs_tf import fileio, train_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the data and the runs go.",
                                required=True)
@@ -35,14 +34,12 @@ BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 def run_one(records: str, mode: str, seed: int, workdir: str) -> dict:
   result_path = os.path.join(workdir, "result.json")
   if os.path.exists(result_path):
-    with open(result_path) as f:
-      return json.load(f)
+    return fileio.read_json(result_path)
   config = tan_demo.get_config(f"sscs={mode},seed={seed}")
   with config.unlocked():
     config.data.data_dir = records
   table = train_lib.train_and_evaluate(config, workdir)
-  with open(result_path, "w") as f:
-    json.dump(table, f)
+  fileio.atomic_write_json(result_path, table)
   return table
 
 
@@ -69,8 +66,7 @@ def write_docs(table: str) -> None:
   command = "python -m scripts.sscs_study --workdir /tmp/sscs_study --write_docs"
   block = f"{BEGIN}\n`{command}`\n\n{table}\n{END}"
   text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-  with open(DOCS, "w", encoding="utf-8") as f:
-    f.write(text)
+  fileio.atomic_write_text(DOCS, text)
 
 
 def main(argv):
