@@ -128,10 +128,24 @@ def greedy_nms(segments, thresh: float, top_k: int = 5):
     kept `[Q, top_k, 2]` float64 (NaN rows where fewer survive) and num_kept `[Q]`.
   """
   segments = np.asarray(segments, np.float64)
+  columns, num_kept = _greedy_nms_columns(segments, thresh, top_k)
+  return _gather_kept(segments, columns), num_kept
+
+
+def _gather_kept(values, columns) -> np.ndarray:
+  """`values [Q, K, ...]` at `columns [Q, k]`, NaN where a column is -1 (float64)."""
+  kept = np.full(columns.shape + values.shape[2:], np.nan)
+  rows, ranks = np.nonzero(columns >= 0)
+  kept[rows, ranks] = values[rows, columns[rows, ranks]]
+  return kept
+
+
+def _greedy_nms_columns(segments, thresh: float, top_k: int):
+  """`greedy_nms` as candidate columns `[Q, top_k]` (-1 where fewer survive) and num_kept."""
   if segments.ndim != 3 or segments.shape[-1] != 2:
     raise ValueError(f"segments must be [queries, candidates, 2], got {segments.shape}")
   num_queries, num_candidates, _ = segments.shape
-  kept = np.full((num_queries, top_k, 2), np.nan)
+  columns = np.full((num_queries, top_k), -1, np.int64)
   num_kept = np.zeros(num_queries, np.int64)
   rows = np.arange(num_queries)
   alive = np.ones((num_queries, num_candidates), bool)
@@ -141,12 +155,12 @@ def greedy_nms(segments, thresh: float, top_k: int = 5):
       break
     first = np.argmax(alive, axis=1)  # first surviving candidate = best remaining score
     pick = segments[rows, first]
-    kept[has_any, k] = pick[has_any]
+    columns[has_any, k] = first[has_any]
     num_kept += has_any
     # IoU = inter / (len_a + len_b - inter), the reference's NMS form.
     alive &= temporal_iou(pick[:, None, :], segments) <= thresh
     alive[rows, first] = False
-  return kept, num_kept
+  return columns, num_kept
 
 
 def top_segments(score_maps, durations, nms_thresh: float, top_k: int = 5, valid_mask=None,
@@ -160,19 +174,26 @@ def top_segments(score_maps, durations, nms_thresh: float, top_k: int = 5, valid
   """
   score_maps = _check_score_maps(score_maps)
   durations = _check_durations(durations, len(score_maps))
-  return _top_segments(score_maps, durations, nms_thresh, top_k, valid_mask, prefix)
+  kept, num_kept, _ = _top_segments(score_maps, durations, nms_thresh, top_k, valid_mask,
+                                    prefix)
+  return kept, num_kept
 
 
 def _top_segments(score_maps, durations, nms_thresh, top_k, valid_mask, prefix=64):
-  """`top_segments` on checked float32 maps and float64 durations."""
-  segments, _ = _sorted_segments(score_maps, durations, valid_mask, limit=prefix)
-  kept, num_kept = greedy_nms(segments, nms_thresh, top_k)
+  """`top_segments` on checked float32 maps and float64 durations, with the kept segments'
+  scores `[Q, top_k]` (NaN padding) as a third result."""
+  segments, scores = _sorted_segments(score_maps, durations, valid_mask, limit=prefix)
+  columns, num_kept = _greedy_nms_columns(segments.astype(np.float64), nms_thresh, top_k)
+  kept, kept_scores = _gather_kept(segments, columns), _gather_kept(scores, columns)
   if segments.shape[1] == prefix:  # the list was cut: redo those short of top_k
     redo = np.nonzero(num_kept < top_k)[0]
     if len(redo):
-      segments, _ = _sorted_segments(score_maps[redo], durations[redo], valid_mask, None)
-      kept[redo], num_kept[redo] = greedy_nms(segments, nms_thresh, top_k)
-  return kept, num_kept
+      segments, scores = _sorted_segments(score_maps[redo], durations[redo], valid_mask, None)
+      columns, num_kept[redo] = _greedy_nms_columns(segments.astype(np.float64), nms_thresh,
+                                                    top_k)
+      kept[redo], kept_scores[redo] = _gather_kept(segments, columns), _gather_kept(scores,
+                                                                                    columns)
+  return kept, num_kept, kept_scores
 
 
 def _pad_segments(segments) -> np.ndarray:
@@ -293,6 +314,7 @@ class RankEvaluator:
 
   def reset(self) -> None:
     self._kept, self._num_kept, self._gts, self._durations, self._ids = [], [], [], [], []
+    self._scores = []
     self._num_clips = None
 
   def __len__(self) -> int:
@@ -310,10 +332,11 @@ class RankEvaluator:
     query_ids = list(query_ids)
     if len(query_ids) != batch:
       raise ValueError(f"query_ids must have {batch} entries, got {len(query_ids)}")
-    kept, num_kept = _top_segments(score_maps, durations, self.nms_thresh, max(self.ranks),
-                                   self.valid_mask)
+    kept, num_kept, scores = _top_segments(score_maps, durations, self.nms_thresh,
+                                           max(self.ranks), self.valid_mask)
     self._num_clips = num_clips
     self._kept.append(kept)
+    self._scores.append(scores)
     self._num_kept.append(num_kept)
     self._gts.append(gts)
     self._durations.append(durations)
@@ -327,10 +350,13 @@ class RankEvaluator:
                        self.thresholds)
 
   def per_query(self) -> list[dict]:
-    """One dict per query: query_id, duration, gt, segments (kept, best first), ious."""
+    """One dict per query: query_id, duration, gt, segments (kept, best first), their
+    scores and ious."""
     kept, num_kept = np.concatenate(self._kept), np.concatenate(self._num_kept)
     gts, durations = np.concatenate(self._gts), np.concatenate(self._durations)
+    scores = np.concatenate(self._scores)
     ious = temporal_iou(kept, gts[:, None, :])
     return [dict(query_id=qid, duration=float(durations[i]), gt=gts[i].tolist(),
-                 segments=kept[i, :num_kept[i]].tolist(), ious=ious[i, :num_kept[i]].tolist())
+                 segments=kept[i, :num_kept[i]].tolist(),
+                 scores=scores[i, :num_kept[i]].tolist(), ious=ious[i, :num_kept[i]].tolist())
             for i, qid in enumerate(self._ids)]
