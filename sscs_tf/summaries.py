@@ -1,9 +1,9 @@
-"""TensorBoard: loss components, learning rate, throughput, metrics, the config, and images
-of the paper's analysis figures on the evaluation split.
+"""TensorBoard: loss components, learning rate, throughput, metrics, the config, and the
+paper's analysis figures on the evaluation split, drawn as plots (sscs_tf/report/figures.py):
 
   Fig. 7: video-text similarity matrix of a fixed evaluation batch (cosine between each
           sentence feature and each video's mean GT-clip feature; the diagonal holds the
-          matching pairs).
+          matching pairs), beside each sentence's cosine with its own video's clips.
   Fig. 8: distribution of correctly predicted intervals (top-1 IoU > 0.5) over the ground
           truth's start position and relative length, as counts and as accuracy per bin.
 """
@@ -15,53 +15,64 @@ import tensorflow as tf
 
 from sscs_tf import eval_lib
 from sscs_tf.data import pipeline
+from sscs_tf.report import breakdown, figures
 from sscs_tf.sscs.support import gt_clip_mask
 
 IMAGE_BATCH = 16
-BINS = 10
 
 
-def colormap(values: np.ndarray, low: float, high: float) -> np.ndarray:
-  """`[H, W]` values -> `[H, W, 3]` float RGB in [0, 1], dark blue (low) to yellow (high)."""
-  t = np.clip((np.nan_to_num(values, nan=low) - low) / max(high - low, 1e-12), 0.0, 1.0)
-  anchors = np.array([[0.27, 0.00, 0.33], [0.13, 0.57, 0.55], [0.99, 0.91, 0.14]])
-  position = t * (len(anchors) - 1)
-  index = np.minimum(position.astype(int), len(anchors) - 2)
-  frac = (position - index)[..., None]
-  return anchors[index] * (1.0 - frac) + anchors[index + 1] * frac
-
-
-def _image(values, low, high, cell: int = 12) -> np.ndarray:
-  """`[1, H*cell, W*cell, 3]` for tf.summary.image."""
-  rgb = colormap(np.asarray(values, np.float64), low, high)
-  return np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)[None].astype(np.float32)
-
-
-def similarity_matrix(outputs, batch) -> np.ndarray:
-  """`[B, B]` cosine of sentence i with video j's mean GT-clip feature (Fig. 7)."""
+def similarity_maps(outputs, batch):
+  """Fig. 7's numbers: (`[B, B]` cosine of sentence i with video j's mean GT-clip feature,
+  `[B, T]` cosine of sentence i with each clip of its own video (NaN on padding),
+  `[B, T]` GT-clip mask)."""
   clips = tf.cast(outputs["clip_features"], tf.float32)
   gt = gt_clip_mask(batch["start"], batch["end"], batch["duration"], outputs["clip_mask"])
   video = tf.reduce_sum(clips * gt[..., None], 1) / tf.reduce_sum(gt, 1, keepdims=True)
   sentence = tf.math.l2_normalize(tf.cast(outputs["sentence_feature"], tf.float32), -1)
-  video = tf.math.l2_normalize(video, -1)
-  if sentence.shape[-1] != video.shape[-1]:
+  if sentence.shape[-1] != clips.shape[-1]:
     raise ValueError("Fig. 7 needs clip and sentence features of the same width.")
-  return tf.matmul(sentence, video, transpose_b=True).numpy()
+  matrix = tf.matmul(sentence, tf.math.l2_normalize(video, -1), transpose_b=True)
+  per_clip = tf.einsum("bh,bth->bt", sentence, tf.math.l2_normalize(clips, -1))
+  valid = tf.cast(outputs["clip_mask"], tf.float32) > 0
+  per_clip = tf.where(valid, per_clip, np.nan)
+  return matrix.numpy(), per_clip.numpy(), gt.numpy()
 
 
-def interval_distribution(predictions, threshold: float = 0.5):
-  """(counts of correct predictions, accuracy) per (start / duration, length / duration)
-  bin of the ground truth, both `[BINS, BINS]` (rows: start, columns: length)."""
-  gts = np.array([p["gt"] for p in predictions], np.float64)
-  durations = np.array([p["duration"] for p in predictions], np.float64)
-  correct = np.array([bool(p["ious"]) and p["ious"][0] > threshold for p in predictions])
-  start = np.clip(gts[:, 0] / durations, 0.0, 1.0 - 1e-9)
-  length = np.clip((gts[:, 1] - gts[:, 0]) / durations, 0.0, 1.0 - 1e-9)
-  edges = np.linspace(0.0, 1.0, BINS + 1)
-  total = np.histogram2d(start, length, bins=[edges, edges])[0]
-  hits = np.histogram2d(start[correct], length[correct], bins=[edges, edges])[0]
-  accuracy = np.where(total > 0, hits / np.maximum(total, 1), np.nan)
-  return hits, accuracy
+def similarity_matrix(outputs, batch) -> np.ndarray:
+  """`[B, B]` cosine of sentence i with video j's mean GT-clip feature (Fig. 7)."""
+  return similarity_maps(outputs, batch)[0]
+
+
+def fixed_batch(config, split: str):
+  """The first IMAGE_BATCH queries of `split`, the batch Fig. 7 is drawn on."""
+  dataset = pipeline.make_dataset(config.data, split, training=False)
+  return next(iter(dataset.unbatch().batch(IMAGE_BATCH)))
+
+
+def _strings(tensor) -> list:
+  return [s.decode("utf-8") for s in tensor.numpy()]
+
+
+def analysis_figures(model, batch, predictions, label: str) -> dict:
+  """{name: (PNG bytes, description)}: Fig. 7 on `batch`, Fig. 8 on `predictions` (when
+  given); `label` ("test split, step 1200") goes into the titles."""
+  outputs = model(eval_lib.model_inputs(batch), training=False)
+  matrix, per_clip, gt = similarity_maps(outputs, batch)
+  sentences = _strings(batch["sentence"])
+  figure = figures.similarity_figure(matrix, per_clip, gt, sentences,
+                                     _strings(batch["video_id"]),
+                                     f"Fig. 7: video-text similarity ({label})")
+  description = "Sentences: " + "; ".join(f"{i}: {s}" for i, s in enumerate(sentences))
+  out = {"fig7_video_text_similarity": (figures.png_bytes(figure), description)}
+  if predictions:
+    hits, accuracy, total = breakdown.interval_distribution(predictions)
+    figure = figures.interval_figure(
+        hits, accuracy, total, f"Fig. 8: correct predictions by ground-truth start and "
+        f"length ({label}, {len(predictions)} queries)")
+    out["fig8_correct_by_start_and_length"] = (
+        figures.png_bytes(figure), "Top-1 IoU > 0.5 by the ground truth's start / duration "
+        "(x) and length / duration (y): counts and accuracy per bin.")
+  return out
 
 
 class Writer:
@@ -108,19 +119,13 @@ class Writer:
       return
     split = self.config.data.eval_split
     if self._fixed_batch is None:
-      dataset = pipeline.make_dataset(self.config.data, split, training=False)
-      self._fixed_batch = next(iter(dataset.unbatch().batch(IMAGE_BATCH)))
-    batch = self._fixed_batch
-    outputs = state.model(eval_lib.model_inputs(batch), training=False)
+      self._fixed_batch = fixed_batch(self.config, split)
+    images = analysis_figures(state.model, self._fixed_batch, predictions,
+                              f"{split} split, step {int(step)}")
     with self._writer(split).as_default(step=step):
-      tf.summary.image("fig7_video_text_similarity",
-                       _image(similarity_matrix(outputs, batch), -1.0, 1.0), step=step)
-      if predictions:
-        hits, accuracy = interval_distribution(predictions)
-        tf.summary.image("fig8_correct_by_start_and_length",
-                         _image(hits, 0.0, max(hits.max(), 1.0)), step=step)
-        tf.summary.image("fig8_accuracy_by_start_and_length",
-                         _image(accuracy, 0.0, 1.0), step=step)
+      for name, (png, description) in images.items():
+        tf.summary.image(name, tf.io.decode_png(png, channels=3)[None], step=step,
+                         description=description)
 
   def close(self):
     for writer in self._writers.values():

@@ -1,0 +1,2 @@
+"""What a person looks at after a run: the HTML report of grounding predictions and the
+paper's analysis figures (Figs. 7 and 8) as matplotlib plots."""
