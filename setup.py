@@ -11,10 +11,13 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
     "numpy>=1.26,<3",
     "h5py>=3.10,<4",
+    # Figs. 7 and 8 in TensorBoard and the HTML report's plots (Agg backend, no display).
+    "matplotlib>=3.7,<4",
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8,<10"],
+    # The report's browser tests drive Debian's chromium through its chromedriver.
+    "test": ["pytest>=8,<10", "selenium>=4.20,<5"],
     # Only needed to import the authors' released 2D-TAN .pkl checkpoints.
     "torch": ["torch>=2.0"],
 }
@@ -29,6 +32,8 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["sscs_tf", "sscs_tf.*", "data_prep",
                                                 "data_prep.*", "configs"]),
+    # The HTML report's template, CSS and JavaScript, read when a report is written.
+    package_data={"sscs_tf.report": ["static/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

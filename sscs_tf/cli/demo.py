@@ -3,9 +3,9 @@ r"""The whole project on the embedded demo data, from nothing, in a few minutes 
   sscs-demo --workdir demo_run
 
 writes the demo dataset (Charades-STA formats) and converts it, trains a small 2D-TAN (or,
-with --baseline lgi, LGI) with Sscs (SS: V-SS + CA, both objectives), evaluates it, exports
-a SavedModel, and grounds a test sentence through that SavedModel. Run again, it resumes
-(or reuses) what is there.
+with --baseline lgi, LGI) with Sscs (SS: V-SS + CA, both objectives), evaluates it and writes
+the HTML report of every test query, exports a SavedModel, and grounds a test sentence
+through that SavedModel. Run again, it resumes (or reuses) what is there.
 """
 
 import os
@@ -18,6 +18,7 @@ from configs import lgi_demo, tan_demo
 from data_prep import annotations
 from data_prep import demo as demo_data
 from sscs_tf import eval_lib, export_lib, grounding, run_dir, train_lib
+from sscs_tf.report import run_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the demo writes.",
                                required=True)
@@ -57,7 +58,9 @@ def main(argv):
   run = os.path.join(workdir, f"run_{_BASELINE.value}")
   train_lib.train_and_evaluate(config, run)
   model, run_config, best = run_dir.load_model(run, "best")
-  table, _ = eval_lib.evaluate(model, run_config, "test")
+  table, predictions = eval_lib.evaluate(model, run_config, "test", with_predictions=True)
+  report = run_report.write_eval_report(os.path.join(workdir, f"report_{_BASELINE.value}.html"),
+                                        model, run_config, "test", table, predictions, best)
   export = os.path.join(workdir, f"export_{_BASELINE.value}")
   export_lib.export_run(run, export)
   video_id, sentence, start, end, duration, features = _sample_query(
@@ -69,6 +72,7 @@ def main(argv):
   print(f"Training run (checkpoints, config.json): {run}")
   print(f"Test-set evaluation of the best checkpoint ({best}):\n"
         f"{eval_lib.paper_table(table, 'test')}")
+  print(f"Report of every test query (open it in a browser): {report}")
   print(f"SavedModel: {export}  (saved_model_cli show --dir {export} --all)")
   print(f"Grounding '{sentence}' in test video {video_id} (ground truth {start:.1f} s - "
         f"{end:.1f} s of {duration:.1f} s) through the SavedModel:")

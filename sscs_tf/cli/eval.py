@@ -1,10 +1,12 @@
 r"""Evaluates a trained run and prints the paper's table.
 
   sscs-eval --workdir runs/tan_ss [--split test] [--checkpoint best|latest|PATH]
-      [--predictions runs/tan_ss/predictions_test.jsonl]
+      [--predictions runs/tan_ss/predictions_test.jsonl] [--html runs/tan_ss/report.html]
 
 Writes the table as JSON (default {workdir}/eval_{split}.json); `--predictions` writes one
-JSON line per query (its sentence, ground truth, kept segments and their IoUs).
+JSON line per query (its sentence, ground truth, kept segments, their scores and IoUs);
+`--html` writes a self-contained page to browse them with the metrics, break-downs and the
+paper's Figs. 7 and 8.
 """
 
 import json
@@ -13,6 +15,7 @@ import os
 from absl import app, flags, logging
 
 from sscs_tf import eval_lib, fileio, run_dir
+from sscs_tf.report import run_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)
 _SPLIT = flags.DEFINE_string("split", "", "Split to evaluate (default: the config's eval "
@@ -22,6 +25,8 @@ _OUTPUT = flags.DEFINE_string("output", "", "JSON file for the table (default "
                               "{workdir}/eval_{split}.json).")
 _PREDICTIONS = flags.DEFINE_string("predictions", "", "Optional JSON-lines file of per-query "
                                    "predictions.")
+_HTML = flags.DEFINE_string("html", "", "Optional HTML report of the predictions (one "
+                            "self-contained file).")
 
 
 def main(argv):
@@ -31,16 +36,19 @@ def main(argv):
   model, config, path = run_dir.load_model(_WORKDIR.value, _CHECKPOINT.value)
   split = _SPLIT.value or config.data.eval_split
   table, predictions = eval_lib.evaluate(model, config, split,
-                                         with_predictions=bool(_PREDICTIONS.value))
+                                         with_predictions=bool(_PREDICTIONS.value or _HTML.value))
   output = _OUTPUT.value or os.path.join(_WORKDIR.value, f"eval_{split}.json")
   fileio.atomic_write_json(output, dict(table, split=split, checkpoint=path))
-  if predictions is not None:
+  if _PREDICTIONS.value:
     fileio.atomic_write_text(_PREDICTIONS.value,
                              "".join(json.dumps(p) + "\n" for p in predictions))
   print(f"{config.model.name} on {config.data.dataset} {split} ({table['num_queries']} "
         f"queries), checkpoint {path}:")
   print(eval_lib.paper_table(table, split))
   print(f"Table written to {output}")
+  if _HTML.value:
+    run_report.write_eval_report(_HTML.value, model, config, split, table, predictions, path)
+    print(f"Report written to {_HTML.value}")
 
 
 def run():

@@ -1,10 +1,11 @@
 r"""Grounds sentences in your own video features with an exported model.
 
   sscs-ground --model exports/tan_ss --features video.npy --duration 30.5 \
-      --query "a person opens the door." [--query "..."]
+      --query "a person opens the door." [--query "..."] [--html grounding.html]
 
 `video.npy` is `[T, D]` or `[T, 1, 1, D]` (I3D), the same kind of features the model was
-trained on (not normalised; the model does that).
+trained on (not normalised; the model does that). `--html` also writes the segments as
+timelines in a self-contained page.
 """
 
 import sys
@@ -12,6 +13,7 @@ import sys
 from absl import app, flags
 
 from sscs_tf import grounding
+from sscs_tf.report import run_report
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel folder from sscs-export.",
                              required=True)
@@ -20,6 +22,7 @@ _FEATURES = flags.DEFINE_string("features", None, ".npy file of the video's clip
 _DURATION = flags.DEFINE_float("duration", None, "Video duration in seconds.", required=True)
 _QUERY = flags.DEFINE_multi_string("query", None, "Sentence to ground (repeatable).",
                                    required=True)
+_HTML = flags.DEFINE_string("html", "", "Optional HTML page of the segments on a timeline.")
 
 
 def main(argv):
@@ -35,6 +38,14 @@ def main(argv):
     for rank, ((start, end), score) in enumerate(zip(query_segments, query_scores), 1):
       if score >= 0:  # padding rows (fewer segments survived NMS) have score -1
         print(f"  {rank}. {start:7.2f} s - {end:7.2f} s   score {score:.4f}")
+  if _HTML.value:
+    # A video input passes its file as `video=`: the page then plays it from a clicked segment.
+    try:
+      run_report.write_grounding_report(_HTML.value, _MODEL.value, _QUERY.value, segments,
+                                        scores, _DURATION.value, source=_FEATURES.value)
+    except OSError as error:
+      sys.exit(f"sscs-ground: {error}")
+    print(f"Report written to {_HTML.value}")
 
 
 def run():
