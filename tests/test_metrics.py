@@ -130,6 +130,34 @@ def test_evaluator_ties_and_fewer_than_top_k():
   assert strict.per_query()[0]["segments"] == [[0, 5], [5, 10]]
 
 
+def test_per_query_scores_are_the_kept_cells_scores():
+  # N = 2, duration 10: cells [0,5] 0.2, [0,10] 0.9, [5,10] 0.5. At 0.5 all three are kept,
+  # best first; at 0.4 [5,10] and [0,5] (IoU 0.5 with [0,10]) are dropped.
+  score_map = np.array([[[0.2, 0.9], [0.0, 0.5]]], np.float32)
+  for thresh, segments, scores in ((0.5, [[0, 10], [5, 10], [0, 5]], [0.9, 0.5, 0.2]),
+                                   (0.4, [[0, 10]], [0.9])):
+    evaluator = metrics.RankEvaluator(nms_thresh=thresh)
+    evaluator.update(score_map, [10.0], [[0.0, 5.0]])
+    row = evaluator.per_query()[0]
+    assert row["segments"] == segments
+    assert row["scores"] == pytest.approx(scores)
+
+
+def test_per_query_scores_on_large_maps_with_the_full_list_redone():
+  # N = 32 has 528 candidates, past the 64-candidate prefix; thresh 0.05 keeps so few in the
+  # prefix that most queries are redone on their whole list.
+  rng = np.random.default_rng(3)
+  num_clips, duration = 32, 64.0
+  maps = rng.uniform(size=(6, num_clips, num_clips)).astype(np.float32)
+  evaluator = metrics.RankEvaluator(nms_thresh=0.05)
+  evaluator.update(maps, [duration] * 6, [[0.0, 8.0]] * 6)
+  for score_map, row in zip(maps, evaluator.per_query()):
+    cells = np.rint(np.array(row["segments"]) / duration * num_clips).astype(int)
+    expected = score_map[cells[:, 0], cells[:, 1] - 1]
+    np.testing.assert_array_equal(np.float32(row["scores"]), expected)
+    assert row["scores"] == sorted(row["scores"], reverse=True)
+
+
 @pytest.mark.parametrize("num_clips,thresh,quantised", [(16, 0.5, False), (16, 0.05, False),
                                                         (16, 0.4, True), (32, 0.5, True)])
 def test_evaluator_matches_loop_implementation(num_clips, thresh, quantised):
