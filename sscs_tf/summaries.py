@@ -38,11 +38,6 @@ def similarity_maps(outputs, batch):
   return matrix.numpy(), per_clip.numpy(), gt.numpy()
 
 
-def similarity_matrix(outputs, batch) -> np.ndarray:
-  """`[B, B]` cosine of sentence i with video j's mean GT-clip feature (Fig. 7)."""
-  return similarity_maps(outputs, batch)[0]
-
-
 def fixed_batch(config, split: str):
   """The first IMAGE_BATCH queries of `split`, the batch Fig. 7 is drawn on."""
   dataset = pipeline.make_dataset(config.data, split, training=False)

@@ -61,11 +61,18 @@ def _round(value):
   return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
+def _as_dict(config) -> dict:
+  """A ConfigDict, a dict (config.json) or None as a plain dict."""
+  if config is None:
+    return {}
+  return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+
 def run_summary(config) -> list:
   """(label, value) pairs of what the run was: model, data, Sscs variant and lambdas."""
-  if config is None:
+  config = _as_dict(config)
+  if not config:
     return []
-  config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   model, data = config.get("model", {}), config.get("data", {})
   sscs, evaluation = config.get("sscs", {}), config.get("eval", {})
   items = [("model", model.get("name", "?")), ("dataset", data.get("dataset", "?")),
@@ -146,13 +153,12 @@ def render(predictions, *, table=None, config=None, title: str = "Grounding pred
   """The page as a string (see `write_report`)."""
   predictions = list(predictions)
   has_gt = bool(predictions) and all(p.get("gt") is not None for p in predictions)
-  evaluation = ((config.to_dict() if hasattr(config, "to_dict") else config) or {}).get(
-      "eval", {})
+  evaluation = _as_dict(config).get("eval", {})
   plots = _plots(predictions, evaluation.get("ranks", (1, 5)),
                  evaluation.get("iou_thresholds", ())) if has_gt else []
   data = dict(title=title, has_gt=has_gt, video=video_url, queries=query_rows(predictions))
   sections = []
-  if run_summary(config):
+  if config is not None:
     sections.append("<h2>Run</h2>" + _table_html(run_summary(config), "run"))
   if metric_items(table):
     sections.append("<h2>Metrics (%)</h2>" + _table_html(metric_items(table), "metrics"))
