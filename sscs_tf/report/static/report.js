@@ -94,8 +94,8 @@
     const lanes = (row.gt ? 1 : 0) + row.segments.length;
     track.style.height = 6 + 10 * Math.max(lanes, 1) + "px";
     if (row.gt) {
-      track.appendChild(bar("gt", row.gt[0], row.gt[1], row.duration, 0,
-                            "ground truth " + seconds(row.gt[0]) + "\u2013" + seconds(row.gt[1]) + " s"));
+      const label = "ground truth " + seconds(row.gt[0]) + "\u2013" + seconds(row.gt[1]) + " s";
+      track.appendChild(bar("gt", row.gt[0], row.gt[1], row.duration, 0, label));
     }
     row.segments.forEach((segment, i) => {
       track.appendChild(bar("pred" + (i === 0 ? " rank1" : ""), segment[0], segment[1],
@@ -145,10 +145,11 @@
     shown.forEach((row) => fragment.appendChild(tableRow(row)));
     body.replaceChildren(fragment);
     byId("empty").hidden = total > 0;
+    const count = (n) => n.toLocaleString("en");
+    const filtered = total < rows.length ? " (filtered from " + count(rows.length) + ")" : "";
     byId("count").textContent = total
-      ? "Rows " + (first + 1).toLocaleString("en") + "\u2013" + (first + shown.length).toLocaleString("en") +
-        " of " + total.toLocaleString("en") + (total < rows.length ? " (filtered from " + rows.length.toLocaleString("en") + ")" : "")
-      : "0 of " + rows.length.toLocaleString("en");
+      ? "Rows " + count(first + 1) + "\u2013" + count(first + shown.length) + " of " + count(total) + filtered
+      : "0 of " + count(rows.length);
     byId("prev").disabled = byId("first").disabled = state.page === 0;
     byId("next").disabled = byId("last").disabled = state.page >= pages - 1;
     document.body.dataset.matching = String(total);
