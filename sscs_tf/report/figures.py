@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from sscs_tf.report import breakdown
 
-SIMILARITY_CMAP = "RdBu_r"  # diverging: cosine -1 (blue) .. 0 (white) .. 1 (red)
+SIMILARITY_CMAP = "RdBu_r"  # diverging: negative cosine blue, 0 white, positive red
 SEQUENTIAL_CMAP = "viridis"
 GT_COLOUR = "#1a9641"
 
@@ -66,7 +66,11 @@ def similarity_figure(similarity, clip_similarity, gt_clips, sentences, video_id
   figure = new_figure(15, 1.6 + 0.42 * count)
   matrix_axes, clip_axes = figure.subplots(1, 2, width_ratios=[1.0, 1.15])
   labels = [f"{i}: {_short(s)}" for i, s in enumerate(sentences)]
-  image = matrix_axes.imshow(similarity, cmap=SIMILARITY_CMAP, vmin=-1, vmax=1)
+  # One symmetric scale for both panels, as wide as the values need: a model early in
+  # training has cosines near 0 that a fixed [-1, 1] scale would wash out.
+  extent = np.nanmax(np.abs(np.concatenate([similarity.ravel(), clip_similarity.ravel()])))
+  limit = min(1.0, max(0.1, np.ceil(10 * extent) / 10))
+  image = matrix_axes.imshow(similarity, cmap=SIMILARITY_CMAP, vmin=-limit, vmax=limit)
   for i in range(count):  # the matching pairs
     matrix_axes.add_patch(patches.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False,
                                              edgecolor=GT_COLOUR, linewidth=2))
@@ -79,7 +83,7 @@ def similarity_figure(similarity, clip_similarity, gt_clips, sentences, video_id
   figure.colorbar(image, ax=matrix_axes, label="cosine similarity", shrink=0.8)
 
   image = clip_axes.imshow(np.ma.masked_invalid(clip_similarity), cmap=SIMILARITY_CMAP,
-                           vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+                           vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
   for i, row in enumerate(np.asarray(gt_clips) > 0):
     clips = np.nonzero(row)[0]
     if len(clips):
