@@ -87,11 +87,12 @@ def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tm
   # One scalar per compiled call (steps_per_call 3: steps 3, 6, then 7).
   assert len(train_tags["loss/vg"]) == 3
   test_tags = _event_tags(str(tmp_path / "tensorboard" / "test"))
+  # Fig. 8 is one image: counts and accuracy side by side (tests/report/test_figures.py).
   for tag in ("metrics/Rank1@0.5", "metrics/mIoU", "loss/vg", "fig7_video_text_similarity",
-              "fig8_correct_by_start_and_length", "fig8_accuracy_by_start_and_length"):
+              "fig8_correct_by_start_and_length"):
     assert tag in test_tags, (tag, sorted(test_tags))
   image = tf.image.decode_png(test_tags["fig7_video_text_similarity"][0].tensor.string_val[2])
-  assert image.shape[-1] == 3 and image.shape[0] == image.shape[1] > 12
+  assert image.shape[-1] == 3 and image.shape[1] >= 1200
 
 
 def test_checkpoints_hold_every_model_weight(demo_records, tmp_path):
