@@ -39,8 +39,8 @@ def png_bytes(figure: Figure) -> bytes:
 def svg_text(figure: Figure) -> str:
   """SVG with text kept as text (smaller, selectable), without the XML prolog."""
   buffer = io.StringIO()
-  with rc_context({"svg.fonttype": "none"}):
-    figure.savefig(buffer, format="svg")
+  with rc_context({"svg.fonttype": "none", "svg.hashsalt": "sscs_tf"}):  # same input, same file
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
   text = buffer.getvalue()
   return text[text.index("<svg"):]
 

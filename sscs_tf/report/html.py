@@ -156,12 +156,13 @@ def render(predictions, *, table=None, config=None, title: str = "Grounding pred
   evaluation = _as_dict(config).get("eval", {})
   plots = _plots(predictions, evaluation.get("ranks", (1, 5)),
                  evaluation.get("iou_thresholds", ())) if has_gt else []
-  data = dict(title=title, has_gt=has_gt, video=video_url, queries=query_rows(predictions))
+  data = dict(has_gt=has_gt, queries=query_rows(predictions))
   sections = []
   if config is not None:
     sections.append("<h2>Run</h2>" + _table_html(run_summary(config), "run"))
   if metric_items(table):
-    sections.append("<h2>Metrics (%)</h2>" + _table_html(metric_items(table), "metrics"))
+    sections.append("<h2>Metrics</h2>" + _table_html(metric_items(table), "metrics") +
+                    '<p class="hint">Rank n@m, R@1 and mIoU in percent.</p>')
   if plots:
     sections.append('<h2>Break-downs</h2><div class="plots">' + "".join(
         f'<div class="plot">{svg}</div>' for svg in plots) + "</div>")
