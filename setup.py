@@ -11,6 +11,8 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
     "numpy>=1.26,<3",
     "h5py>=3.10,<4",
+    # PyAV: decodes videos with their presentation timestamps; its wheels bundle FFmpeg.
+    "av>=18.1,<20",
 ]
 
 EXTRAS_REQUIRE = {
