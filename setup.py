@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
     "h5py>=3.10,<4",
     # Figs. 7 and 8 in TensorBoard and the HTML report's plots (Agg backend, no display).
     "matplotlib>=3.7,<4",
+    # PyAV: decodes videos with their presentation timestamps; its wheels bundle FFmpeg.
+    "av>=18.1,<20",
 ]
 
 EXTRAS_REQUIRE = {
