@@ -211,6 +211,34 @@ class VideoEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="sscs_tf")
+class TorchBatchNorm(keras.layers.BatchNormalization):
+  """PyTorch's BatchNorm1d over the last axis: eps 1e-5, running averages with weight 0.1.
+
+  In training the batch is normalised with its biased variance, as in Keras, but the moving
+  variance is updated with the unbiased one, var * n / (n - 1) over the n pooled steps
+  (padded steps included), which is PyTorch's rule; Keras' own layer would keep the biased
+  variance and drift from the reference's running statistics.
+  """
+
+  def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
+    super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
+
+  def call(self, inputs, training=None, mask=None):
+    if not (training and self.trainable):
+      return super().call(inputs, training=False)
+    x = ops.cast(inputs, "float32")
+    mean, variance = ops.moments(x, axes=self._reduction_axes)
+    count = ops.cast(ops.size(x) // ops.shape(x)[-1], "float32")
+    unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+    self.moving_variance.assign(self.moving_variance * self.momentum
+                                + unbiased * (1.0 - self.momentum))
+    out = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=self.beta,
+                                  scale=self.gamma, epsilon=self.epsilon)
+    return ops.cast(out, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="sscs_tf")
 class PhraseLocalContext(keras.layers.Layer):
   """One phrase's branch: segment-level fusion (Eq. 8), then local context (Eq. 9).
 
@@ -236,18 +264,23 @@ class PhraseLocalContext(keras.layers.Layer):
     self.convs = [keras.layers.Conv1D(h, k, padding="same", use_bias=False,
                                       kernel_initializer=layers.torch_uniform(h * k),
                                       name=f"conv_{j}") for j in range(2)]
-    # PyTorch's BatchNorm1d: running averages with weight 0.1, eps 1e-5.
-    self.norms = [keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"norm_{j}")
-                  for j in range(2)]
+    self.norms = [TorchBatchNorm(name=f"norm_{j}") for j in range(2)]
     for layer in self.convs + self.norms:
       layer.build((None, None, h))
 
-  def call(self, video, phrase, training=False):
+  def fuse(self, video, phrase):
+    """m `[B, T, H]` (Eq. 8)."""
     to_video, to_phrase, to_fused = self.fusion
-    m = ops.relu(to_fused(ops.relu(to_video(video)) * ops.relu(to_phrase(phrase))[:, None]))
+    return ops.relu(to_fused(ops.relu(to_video(video)) * ops.relu(to_phrase(phrase))[:, None]))
+
+  def local_residual(self, m, training=False):
+    """BN(Conv(relu(BN(Conv(m))))), the residual branch of Eq. 9, before the sum."""
     y = ops.relu(self.norms[0](self.convs[0](m), training=training))
-    y = self.norms[1](self.convs[1](y), training=training)
-    return ops.relu(m + y)
+    return self.norms[1](self.convs[1](y), training=training)
+
+  def call(self, video, phrase, training=False):
+    m = self.fuse(video, phrase)
+    return ops.relu(m + self.local_residual(m, training=training))
 
   def get_config(self):
     return {**super().get_config(), "hidden_size": self.hidden_size,
@@ -294,7 +327,8 @@ class NonLocalBlock(keras.layers.Layer):
   Args:
     hidden_size: H, divisible by num_heads.
     num_heads: heads, each a contiguous slice of H / num_heads channels.
-  Call: x `[B, T, H]`, mask `[B, T]` -> `[B, T, H]`.
+  Call: x `[B, T, H]`, mask `[B, T]` -> `[B, T, H]`; with return_attention also the weights
+    `[B, heads, T, T]` float32 (row i the output segment, column j the attended one).
   """
 
   def __init__(self, hidden_size: int, num_heads: int, **kwargs):
@@ -309,7 +343,7 @@ class NonLocalBlock(keras.layers.Layer):
     for layer in (self.key, self.query_value):
       layer.build((None, h))
 
-  def call(self, x, mask):
+  def call(self, x, mask, return_attention=False):
     batch, steps = ops.shape(x)[0], ops.shape(x)[1]
     heads, depth = self.num_heads, self.hidden_size // self.num_heads
     split = lambda y: ops.reshape(y, (batch, steps, heads, depth))
@@ -318,7 +352,8 @@ class NonLocalBlock(keras.layers.Layer):
     logits = ops.einsum("bihd,bjhd->bhij", key, query) / (depth ** 0.5)
     weights = masked_softmax(logits, ops.cast(mask, "float32")[:, None, None, :])
     relation = ops.einsum("bhij,bjhd->bihd", ops.cast(weights, x.dtype), value)
-    return x + ops.reshape(relation, (batch, steps, self.hidden_size))
+    out = x + ops.reshape(relation, (batch, steps, self.hidden_size))
+    return (out, weights) if return_attention else out
 
   def get_config(self):
     return {**super().get_config(), "hidden_size": self.hidden_size,
