@@ -149,8 +149,8 @@ def _pick_fn(num_segments):
 
   def fn(random_bits, element):
     queries, shared = element
-    # offset ~ U[0, 1) of the stride, so s0 ~ U[0, T / num_segments) as in the reference.
-    offset = tf.cast(random_bits % (1 << 24), tf.float64) / float(1 << 24)
+    # A whole number of rows, uniform over the reference's choices.
+    offset = preprocess.draw_pick_offset(random_bits, shared["num_clips"], num_segments)
     shared = dict(shared)
     shared["features"], shared["feature_mask"] = preprocess.pick_segments(
         shared["features"], num_segments, offset)

@@ -237,7 +237,7 @@ def test_pick_eval_takes_offset_zero(dataset32):
     _check_pairing(query, truth)
     want = truth[query["query_id"].decode()]
     normalized = preprocess.l2_normalize_rows(want["features"])
-    picked, mask = preprocess.pick_segments(normalized, 16, 0.0)
+    picked, mask = preprocess.pick_segments(normalized, 16, 0)
     np.testing.assert_array_equal(query["features"], picked.numpy())
     np.testing.assert_array_equal(query["feature_mask"], mask.numpy())
     num_clips = len(want["features"])
@@ -264,10 +264,12 @@ def test_pick_training_draws_an_offset_per_query(dataset32):
     if num_clips <= 16:
       assert picked == list(range(num_clips))
       continue
-    stride = num_clips / 16
-    assert count in (15, 16)
-    assert picked[0] <= round(stride) and np.all(np.diff(picked) >= np.floor(stride))
-    first_rows.append(picked[0])
+    # The reference's offsets: whole rows below stride - 0.5, always 16 rows picked.
+    offset = picked[0]
+    assert count == 16 and offset < int(preprocess.num_pick_offsets(num_clips, 16))
+    np.testing.assert_array_equal(picked, preprocess.pick_segments(
+        np.arange(num_clips, dtype=np.float32)[:, None], 16, offset)[0].numpy()[:, 0])
+    first_rows.append(offset)
   # Some long videos start past row 0: the offset is drawn, not fixed at 0.
   assert len(first_rows) >= 3 and max(first_rows) > 0
   again = _queries(pipeline.make_dataset(config, "train", seed=5))
