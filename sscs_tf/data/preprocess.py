@@ -144,7 +144,7 @@ def lgi_gt_mask(start, end, duration, num_valid, num_segments: int = 128):
   `s = min(round(start / d * n), n - 1)`, `e = max(round(end / d * n), s + 1)`,
   `g[s:e + 1] = 1`, with n = `num_valid` = min(T, num_segments). As in the reference, g can
   mark step n (a padded step) when the moment reaches the end of a short video; steps
-  beyond num_segments are dropped.
+  beyond num_segments are dropped, and a negative bound is read as Python's slice reads it.
 
   Args:
     start, end, duration: seconds, scalars or tensors of one shape `[...]`.
@@ -161,6 +161,12 @@ def lgi_gt_mask(start, end, duration, num_valid, num_segments: int = 128):
                      n - 1.0)
   last = tf.maximum(tf.round(tf.math.divide_no_nan(tf.cast(end, tf.float64), duration) * n),
                     first + 1.0)
+  # g[first:last + 1] with Python's slice rules: a negative bound counts from the end (a
+  # start before 0, kept by LGI's protocol, makes `first` -1 and the slice empty).
+  size = float(num_segments)
+  begin, stop = first, last + 1.0
+  begin = tf.maximum(tf.where(begin < 0, begin + size, begin), 0.0)
+  stop = tf.maximum(tf.where(stop < 0, stop + size, stop), 0.0)
   steps = tf.range(num_segments, dtype=tf.float64)
-  inside = (steps >= first[..., None]) & (steps <= last[..., None])
+  inside = (steps >= begin[..., None]) & (steps < stop[..., None])
   return tf.cast(inside, tf.float32)

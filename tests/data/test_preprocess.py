@@ -231,6 +231,8 @@ def test_lgi_gt_mask_by_hand():
       ((0.1, 0.2, 20.0, 10), [0, 1]),               # end pushed to start + 1
       ((19.9, 20.0, 20.0, 10), [9, 10]),            # start clipped to n - 1
       ((0.0, 20.0, 20.0, 12), list(range(12))),     # g[0:13] clipped to 12 steps
+      ((-2.0, 3.0, 20.0, 10), []),                  # g[-1:3]: Python's slice is empty
+      ((-2.0, 30.0, 20.0, 10), [11]),               # g[-1:16]: the last step only
   ]
   for (start, end, duration, n), marked in cases:
     out = _eager_and_mapped(fn, np.float32(start), np.float32(end), np.float32(duration),
