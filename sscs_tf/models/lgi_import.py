@@ -10,7 +10,8 @@ The phrase pooling's `vti_fn.satt_fn.fc` is built but its output is discarded; t
 no such layer, so its values are checked for shape and not loaded.
 """
 
-from typing import Dict, Mapping
+import string
+from typing import Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,6 +20,44 @@ from sscs_tf.models.tan_import import _LayoutError, _conv1d, _linear, _same
 # Entries the port has no variable for: PyTorch's BN step counters, and the unused Linear.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 _UNUSED_LINEAR = "vti_fn.satt_fn.fc"
+
+
+# The reference's vocabulary layout (src/dataset/abstract_dataset.py, _build_vocab).
+REFERENCE_RESERVED = ("<PAD>", "<UNK>", "<S>", "<E>")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def reference_tokenize(sentence: str) -> list:
+  """The reference's tokenizer (src/utils/utils.py): lowercase, delete ASCII punctuation
+  ("person's" -> "persons"), split on whitespace."""
+  return str(sentence).lower().translate(_PUNCTUATION).strip().split()
+
+
+def reference_vocabulary(train_sentences: Iterable[str]) -> list:
+  """The reference's word list, index = word id: ids 0-3 reserved, then every training word
+  in alphabetical order (the option files' frequency threshold is never read: all words).
+  On the public files: 1,140 entries for Charades-STA, 11,125 for ActivityNet Captions."""
+  words = {w for sentence in train_sentences for w in reference_tokenize(sentence)}
+  return list(REFERENCE_RESERVED) + sorted(words)
+
+
+def remap_word_embeddings(state_dict: Mapping[str, np.ndarray], reference_tokens: Sequence[str],
+                          vocab_tokens: Sequence[str]) -> Dict[str, np.ndarray]:
+  """The state dict with `query_enc.embedding.weight` re-indexed for `vocab_tokens`.
+
+  A checkpoint's embedding rows follow the reference vocabulary; the data here is encoded
+  with data_prep's vocab.txt (another tokenizer, frequency order). Row i becomes the
+  reference row of vocab token i (matched after the reference's tokenization), the
+  reference's `<UNK>` row for a token it lacks, and its `<PAD>` row for padding (id 0).
+  """
+  table = np.asarray(state_dict["query_enc.embedding.weight"])
+  if len(table) != len(reference_tokens):
+    raise ValueError(f"query_enc.embedding.weight has {len(table)} rows; the reference "
+                     f"vocabulary given has {len(reference_tokens)} tokens.")
+  index = {t: i for i, t in enumerate(reference_tokens)}
+  unk = index[REFERENCE_RESERVED[1]]
+  rows = [0] + [index.get("".join(reference_tokenize(t)), unk) for t in vocab_tokens[1:]]
+  return {**state_dict, "query_enc.embedding.weight": table[rows]}
 
 
 def reference_weight_map(model) -> Dict[str, tuple]:

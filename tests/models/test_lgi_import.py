@@ -247,3 +247,29 @@ def test_full_width_parameter_counts(module, vocab_size, reference_count):
   assert model.count_params() == trainable + m.num_phrases * 2 * 2 * 512  # BN moving stats
   del model
   gc.collect()
+
+
+@pytest.mark.shared_data
+def test_reference_vocabulary_on_the_public_files():
+  lines = open(testing.shared_path("annotations", "charades_sta",
+                                   "charades_sta_train.txt")).read().splitlines()
+  vocab = lgi_import.reference_vocabulary(line.split("##", 1)[1] for line in lines if line)
+  assert len(vocab) == 1140 and vocab[:4] == ["<PAD>", "<UNK>", "<S>", "<E>"]
+  assert vocab[4:] == sorted(vocab[4:]) and "persons" in vocab and "person's" not in vocab
+  with open(testing.shared_path("annotations", "activitynet_captions", "train.json")) as f:
+    sentences = [s for entry in json.load(f).values() for s in entry["sentences"]]
+  assert len(lgi_import.reference_vocabulary(sentences)) == 11125
+
+
+def test_word_embeddings_follow_the_vocabulary_by_word():
+  reference = lgi_import.reference_vocabulary(["A door opens.", "The person's door!"])
+  assert reference == ["<PAD>", "<UNK>", "<S>", "<E>", "a", "door", "opens", "persons", "the"]
+  table = np.arange(len(reference), dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+  ours = ["<pad>", "<unk>", "<eos>", "door", "the", "sneezes", "a"]
+  state = lgi_import.remap_word_embeddings({"query_enc.embedding.weight": table, "x": 1},
+                                           reference, ours)
+  np.testing.assert_array_equal(state["query_enc.embedding.weight"][:, 0],
+                                [0, 1, 1, 5, 8, 1, 4])  # unknown words take <UNK>'s row
+  assert state["x"] == 1
+  with pytest.raises(ValueError, match="has 9 rows; the reference vocabulary given has 3"):
+    lgi_import.remap_word_embeddings({"query_enc.embedding.weight": table}, reference[:3], ours)
