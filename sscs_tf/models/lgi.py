@@ -11,12 +11,13 @@ fused features at padded steps are not zero (the fusion's biases and the phrase 
 and the kernel-15 convolutions read them near the end of a short video: how many steps are
 padded matters, what they hold does not.
 
-Two departures from the letter of reference-lgi.md, both following the authors' code: the
-phrase pooling weights are computed from the phrase features e_n (the code pools with
-`satt_fn(se_feats)`; the doc's step 6 names m_n), and the Linear(512, 512) that the code
-builds inside that pooling but whose output it discards is left out (262,656 parameters).
-The code deep-copies one initialised branch per phrase (and one non-local block); here
-every copy draws its own initial weights.
+Following the authors' code where it differs from a reading of the paper: the phrase
+pooling weights are computed from the phrase features e_n (the code pools with
+`satt_fn(se_feats)`), and the Linear(512, 512) that the code builds inside that pooling but
+whose output it discards is left out (262,656 parameters); batch norm updates its running
+variance with the unbiased batch variance (`layers.TorchBatchNorm`). The code deep-copies one
+initialised branch per phrase (and one non-local block); here every copy draws its own
+initial weights. `lgi_import.py` loads the authors' weights.
 """
 
 import keras
@@ -211,34 +212,6 @@ class VideoEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="sscs_tf")
-class TorchBatchNorm(keras.layers.BatchNormalization):
-  """PyTorch's BatchNorm1d over the last axis: eps 1e-5, running averages with weight 0.1.
-
-  In training the batch is normalised with its biased variance, as in Keras, but the moving
-  variance is updated with the unbiased one, var * n / (n - 1) over the n pooled steps
-  (padded steps included), which is PyTorch's rule; Keras' own layer would keep the biased
-  variance and drift from the reference's running statistics.
-  """
-
-  def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
-    super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
-
-  def call(self, inputs, training=None, mask=None):
-    if not (training and self.trainable):
-      return super().call(inputs, training=False)
-    x = ops.cast(inputs, "float32")
-    mean, variance = ops.moments(x, axes=self._reduction_axes)
-    count = ops.cast(ops.size(x) // ops.shape(x)[-1], "float32")
-    unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
-    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-    self.moving_variance.assign(self.moving_variance * self.momentum
-                                + unbiased * (1.0 - self.momentum))
-    out = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=self.beta,
-                                  scale=self.gamma, epsilon=self.epsilon)
-    return ops.cast(out, self.compute_dtype)
-
-
-@keras.saving.register_keras_serializable(package="sscs_tf")
 class PhraseLocalContext(keras.layers.Layer):
   """One phrase's branch: segment-level fusion (Eq. 8), then local context (Eq. 9).
 
@@ -264,7 +237,7 @@ class PhraseLocalContext(keras.layers.Layer):
     self.convs = [keras.layers.Conv1D(h, k, padding="same", use_bias=False,
                                       kernel_initializer=layers.torch_uniform(h * k),
                                       name=f"conv_{j}") for j in range(2)]
-    self.norms = [TorchBatchNorm(name=f"norm_{j}") for j in range(2)]
+    self.norms = [layers.TorchBatchNorm(name=f"norm_{j}") for j in range(2)]
     for layer in self.convs + self.norms:
       layer.build((None, None, h))
 

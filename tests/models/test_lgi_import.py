@@ -101,7 +101,8 @@ def test_names_and_layouts(geometry):
   targets = [v.path for v, _ in lgi_import.reference_weight_map(model).values()]
   assert sorted(targets) == sorted(v.path for v in model.weights)
   cell = model.query_encoder.lstms[1][1].cell  # layer 1, backward
-  np.testing.assert_array_equal(cell.kernel[3, 5], state["query_enc.rnn.weight_ih_l1_reverse"][5, 3])
+  np.testing.assert_array_equal(cell.kernel[3, 5],
+                                state["query_enc.rnn.weight_ih_l1_reverse"][5, 3])
   np.testing.assert_array_equal(cell.recurrent_bias, state["query_enc.rnn.bias_hh_l1_reverse"])
   conv = model.phrase_branches[1].convs[1]  # (k, in, out) <- (out, in, k)
   np.testing.assert_array_equal(conv.kernel[2, 4, 6],
