@@ -357,6 +357,7 @@ def test_published_config_values(name, expected):
           m.dropout) == ("lgi", 512, 300, 128, 15, 0.5)
   assert (config.data.sampling, config.data.num_segments, config.data.map_size,
           config.data.batch_size, config.data.eval_split) == ("pick", 128, 0, 100, "test")
+  assert config.data.protocol == "lgi"  # annotations as annotated (docs/data.md)
   assert (config.optim.learning_rate, config.optim.clip_norm, config.optim.plateau_monitor) == (
       4e-4, 0.0, "")
   assert (config.loss.regression_weight, config.loss.attention_guidance_weight,
