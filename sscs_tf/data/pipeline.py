@@ -62,6 +62,10 @@ def load_meta(data_dir: str) -> dict:
         raise ValueError(f"{path}: split {name!r} has no field {key!r}.")
     if not split["files"]:
       raise ValueError(f"{path}: split {name!r} lists no files.")
+    if meta.get("format_version", 1) >= 2 and sorted(split.get("protocols", ())) != sorted(
+        protocol.PROTOCOLS):
+      raise ValueError(f"{path}: split {name!r} needs counts for the protocols "
+                       f"{protocol.PROTOCOLS} under 'protocols'.")
   return meta
 
 

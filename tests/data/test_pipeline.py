@@ -355,5 +355,11 @@ def test_protocol_needs_a_format_that_holds_it(tmp_path):
   _write_protocol_dataset(str(tmp_path / "v3"), format_version=3)
   with pytest.raises(ValueError, match="format_version 3; this version reads"):
     pipeline.load_meta(str(tmp_path / "v3"))
+  meta = json.load(open(tmp_path / "v3" / "meta.json"))
+  meta["format_version"] = 2
+  del meta["splits"]["test"]["protocols"]["lgi"]
+  (tmp_path / "v3" / "meta.json").write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match="'test' needs counts for the protocols"):
+    pipeline.load_meta(str(tmp_path / "v3"))
   with pytest.raises(ValueError, match="data.protocol must be one of"):
     pipeline.make_dataset(_config(str(tmp_path / "v1"), protocol="clip"), "test")
