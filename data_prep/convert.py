@@ -159,7 +159,11 @@ def convert(dataset: str, splits: list[SplitAnnotations], features: str, output_
           "queries and report them)")
     for s in splits:
       tokens[s.name] = drop_missing_features(s, tokens[s.name], missing)
-    vocab, matrix, coverage = build_vocabulary(tokens, options)
+    # Words of the queries 2D-TAN's protocol reads, so its ids are those it always had (on
+    # the public files the queries only LGI's protocol reads add no word).
+    vocab_tokens = {s.name: [t for q, t in zip(s.queries, tokens[s.name])
+                             if protocol.keeps(q.flags, "tan")] for s in splits}
+    vocab, matrix, coverage = build_vocabulary(vocab_tokens, options)
     os.makedirs(output_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(dir=output_dir, prefix=".tmp-")
     try:

@@ -18,7 +18,7 @@ DURATIONS = {"AAAAA": 30.0, "BBBBB": 20.0, "CCCCC": 10.0, "DDDDD": 12.0}
 TRAIN = ["AAAAA 0.0 6.9##A person opens the door.",
          "AAAAA 7.0 12.0##person's closing the DOOR.",
          "BBBBB 1.0 25.0##a person holds a cup.",      # end clipped to 20
-         "BBBBB 5.0 4.0##reversed.",                    # dropped
+         "BBBBB 5.0 4.0##reversed.",                    # dropped by 2D-TAN's protocol
          "BBBBB 2.0 3.0##...",                          # no word: dropped
          ]
 TEST = ["CCCCC 1.0 2.0##the person eats food.", "DDDDD 0.5 3.0##a person sneezes."]
@@ -85,6 +85,8 @@ def test_charades_end_to_end_with_glove(charades, tmp_path):
   assert b["duration"].numpy() == 20.0
   assert b["ends"].numpy().tolist() == [25.0, 4.0]  # as annotated
   assert b["protocol_flags"].numpy().tolist() == [2, 4]
+  # The vocabulary holds the words of the queries 2D-TAN reads, as before protocols existed.
+  assert "reversed" not in vocab.tokens and b["word_ids"].to_list()[1] == [text.UNK_ID]
   assert b["query_ids"].numpy().tolist() == [b"charades_sta_train.txt:3",
                                              b"charades_sta_train.txt:4"]
   a = videos["AAAAA"]
