@@ -129,6 +129,7 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
 
   config.data = default.get_data_config()
   config.data.dataset = dataset
+  config.data.protocol = "lgi"  # LGI's data code neither clips nor drops annotations.
   config.data.sampling = "pick"  # LGI picks rows (random offset in training) ...
   config.data.num_segments = 128  # ... into 128 segments, zero-padding shorter videos.
   config.data.map_size = 0  # No 2D-TAN IoU map; the pipeline emits gt_segment_mask.

@@ -14,6 +14,10 @@ def get_data_config() -> ml_collections.ConfigDict:
       # Directory written by `python -m data_prep.<dataset>`: meta.json, vocab.txt, shards.
       data_dir="",
       train_split="train",
+      # Which annotated queries are read, and with which times (sscs_tf/data/protocol.py):
+      # "tan" drops start >= end and clips to [0, duration], as 2D-TAN; "lgi" keeps every
+      # query as annotated, as LGI (training targets and test ground truth).
+      protocol="tan",
       # Split evaluated during training and by default in sscs-eval.
       eval_split="test",
       # Split that drives ReduceLROnPlateau; empty where the dataset has none (Charades-STA).

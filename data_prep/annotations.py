@@ -1,15 +1,17 @@
 """Readers for the annotation formats of Charades-STA, TACoS and ActivityNet Captions.
 
-Each reader returns the kept queries of one split and a `SkipLog` of every query it dropped,
-with the reason and where it came from (file and line, or file, video key and index). The
-rules are the reference 2D-TAN code's (see docs/data.md):
+Each reader returns every readable query of one split with its times as annotated (seconds),
+and a `SkipLog` of the entries it could not read (file and line, or file, video key and
+index). Which queries a baseline keeps, and whether their times are clipped, is its data
+protocol (`sscs_tf.data.protocol`), applied when the data is read: each query carries the
+flags that protocol needs (start before 0, end past the duration, start >= end, start at or
+past the duration). 2D-TAN's rule (see docs/data.md):
   * Charades-STA: end clipped to the video's duration; start >= end dropped.
   * TACoS: frames / fps; kept when start frame < end frame; times clipped to [0, duration].
   * ActivityNet Captions: seconds; kept when start < end; times clipped to [0, duration].
-A start clipped up to 0 or an end clipped down to the duration is kept and counted in
-`SplitAnnotations.adjusted`. A line or entry that cannot be parsed at all raises
+LGI's: every query as annotated. A line or entry that cannot be parsed at all raises
 `AnnotationError` naming the file and line/key, unless `skip_malformed` is set, in which
-case it is dropped and logged like the others.
+case it is dropped and logged.
 """
 
 import collections
@@ -18,6 +20,8 @@ import dataclasses
 import json
 import math
 import os
+
+from sscs_tf.data import protocol
 
 
 class AnnotationError(ValueError):
@@ -29,12 +33,13 @@ class Query:
   video_id: str
   query_id: str    # where it came from: "charades_sta_test.txt:17", "val_1.json:v_x:2"
   sentence: str
-  start: float     # seconds, within [0, duration]
+  start: float     # seconds, as annotated
   end: float
+  flags: int = 0   # protocol.annotation_flags
 
 
 class SkipLog:
-  """Every dropped query: (reason, location, detail)."""
+  """Every query no protocol keeps: (reason, location, detail)."""
 
   def __init__(self):
     self.entries: list[tuple[str, str, str]] = []
@@ -55,16 +60,19 @@ class SplitAnnotations:
   queries: list[Query]
   durations: dict[str, float]
   skipped: SkipLog
-  adjusted: dict[str, int] = dataclasses.field(default_factory=dict)
+
+  def protocol_summary(self, name: str) -> dict:
+    """Queries and videos the protocol `name` keeps, with its drops and clips by reason."""
+    return protocol.summary([q.flags for q in self.queries],
+                            [q.video_id for q in self.queries], name)
 
 
 class _Builder:
-  """Applies the shared clipping / dropping rules and collects the split."""
+  """Keeps every readable query with its annotated times and protocol flags."""
 
   def __init__(self, name: str, skip_malformed: bool):
     self.split = SplitAnnotations(name, [], {}, SkipLog())
     self.skip_malformed = skip_malformed
-    self._adjusted = collections.Counter()
 
   def malformed(self, location: str, detail: str) -> None:
     if not self.skip_malformed:
@@ -73,28 +81,14 @@ class _Builder:
     self.split.skipped.add("malformed annotation", location, detail)
 
   def add(self, video_id, location, sentence, start, end, duration) -> None:
-    """Clips [start, end] to [0, duration]; drops the query when nothing is left."""
     if not (math.isfinite(start) and math.isfinite(end)):
       self.malformed(location, f"non-finite time ({start}, {end})")
       return
-    if start >= end:
-      self.split.skipped.add("start >= end", location, f"{start} >= {end}")
-      return
-    if start >= duration:
-      self.split.skipped.add("start at or past the video's end", location,
-                             f"start {start} >= duration {duration}")
-      return
-    if start < 0:
-      self._adjusted["start clipped to 0"] += 1
-      start = 0.0
-    if end > duration:
-      self._adjusted["end clipped to the duration"] += 1
-      end = duration
     self.split.durations[video_id] = duration
-    self.split.queries.append(Query(video_id, location, sentence, start, end))
+    self.split.queries.append(Query(video_id, location, sentence, start, end,
+                                    protocol.annotation_flags(start, end, duration)))
 
   def result(self) -> SplitAnnotations:
-    self.split.adjusted = dict(self._adjusted)
     return self.split
 
 

@@ -7,7 +7,8 @@ Output directory:
   {split}-{i:05d}-of-{n:05d}.tfrecord   one record per video with all its queries
   vocab.txt                             one token per line; line number = word id
   embeddings.npy                        [vocab_size, dim] float32, when --glove is given
-  skipped.tsv                           every dropped query: split, reason, location, detail
+  skipped.tsv                           every query left out, by every protocol ("all") or by
+                                        one: split, protocol, reason, location, detail
   meta.json                             written last: the dataset exists once it is there
 
 Re-running over an existing directory is safe: everything is written to a temporary folder
@@ -31,10 +32,11 @@ from data_prep import glove as glove_lib
 from data_prep.annotations import SplitAnnotations
 from data_prep.features import FeatureError, FeatureSource
 from sscs_tf import fileio, text
-from sscs_tf.data import example
+from sscs_tf.data import example, protocol
 
 META_FILE = "meta.json"
-FORMAT_VERSION = 1
+# 2: times as annotated with per-query protocol flags, per-protocol counts in meta.json.
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -122,7 +124,8 @@ def _write_split(split, tokens, vocab, source, options, tmp_dir):
   by_video = collections.defaultdict(list)
   for query, words in zip(split.queries, tokens):
     by_video[query.video_id].append(example.QueryRecord(
-        query.query_id, query.sentence, query.start, query.end, vocab.encode(words)))
+        query.query_id, query.sentence, query.start, query.end, vocab.encode(words),
+        query.flags))
   video_ids = sorted(by_video)
   num_shards = max(1, min(options.num_shards, len(video_ids)))
   names = [f"{split.name}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
@@ -156,7 +159,11 @@ def convert(dataset: str, splits: list[SplitAnnotations], features: str, output_
           "queries and report them)")
     for s in splits:
       tokens[s.name] = drop_missing_features(s, tokens[s.name], missing)
-    vocab, matrix, coverage = build_vocabulary(tokens, options)
+    # Words of the queries 2D-TAN's protocol reads, so its ids are those it always had (on
+    # the public files the queries only LGI's protocol reads add no word).
+    vocab_tokens = {s.name: [t for q, t in zip(s.queries, tokens[s.name])
+                             if protocol.keeps(q.flags, "tan")] for s in splits}
+    vocab, matrix, coverage = build_vocabulary(vocab_tokens, options)
     os.makedirs(output_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(dir=output_dir, prefix=".tmp-")
     try:
@@ -174,17 +181,16 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
   meta_splits = {}
   for split in splits:
     files, videos = _write_split(split, tokens[split.name], vocab, source, options, tmp_dir)
+    # "queries"/"videos": what the records hold; "protocols": what each baseline reads.
     meta_splits[split.name] = {
         "files": files, "videos": videos, "queries": len(split.queries),
-        "skipped": split.skipped.counts(), "adjusted": split.adjusted,
+        "skipped": split.skipped.counts(),
+        "protocols": {name: split.protocol_summary(name) for name in protocol.PROTOCOLS},
     }
   vocab.save(os.path.join(tmp_dir, "vocab.txt"))
   if matrix is not None:
     fileio.atomic_save_npy(os.path.join(tmp_dir, "embeddings.npy"), matrix)
-  rows = ["split\treason\tlocation\tdetail\n"] + [
-      f"{s.name}\t{reason}\t{location}\t{detail}\n"
-      for s in splits for reason, location, detail in s.skipped.entries]
-  fileio.atomic_write_text(os.path.join(tmp_dir, "skipped.tsv"), "".join(rows))
+  fileio.atomic_write_text(os.path.join(tmp_dir, "skipped.tsv"), "".join(_skipped_rows(splits)))
   return {
       "format_version": FORMAT_VERSION,
       "dataset": dataset,
@@ -197,6 +203,18 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
       "glove": dict(coverage, path=os.path.abspath(options.glove)) if coverage else None,
       "splits": meta_splits,
   }
+
+
+def _skipped_rows(splits) -> list[str]:
+  rows = ["split\tprotocol\treason\tlocation\tdetail\n"]
+  for s in splits:
+    rows += [f"{s.name}\tall\t{reason}\t{location}\t{detail}\n"
+             for reason, location, detail in s.skipped.entries]
+    for name in protocol.PROTOCOLS:
+      rows += [f"{s.name}\t{name}\t{protocol.drop_reason(q.flags, name)}\t{q.query_id}\t"
+               f"{q.start} {q.end} of {s.durations[q.video_id]}\n"
+               for q in s.queries if not protocol.keeps(q.flags, name)]
+  return rows
 
 
 def _commit(output_dir: str, tmp_dir: str, meta: dict) -> None:
@@ -225,5 +243,9 @@ def _listed_files(meta: dict) -> list[str]:
 def _log_summary(meta: dict) -> None:
   for name, split in meta["splits"].items():
     skipped = ", ".join(f"{r}: {n}" for r, n in sorted(split["skipped"].items())) or "none"
-    logging.info("%s: %d queries over %d videos kept; skipped: %s", name, split["queries"],
+    logging.info("%s: %d queries over %d videos written; skipped: %s", name, split["queries"],
                  split["videos"], skipped)
+    for protocol_name, counts in split["protocols"].items():
+      notes = ", ".join(f"{r}: {n}" for r, n in counts["notes"].items()) or "nothing unusual"
+      logging.info("%s, %s protocol: %d queries over %d videos; %s", name, protocol_name,
+                   counts["queries"], counts["videos"], notes)

@@ -138,8 +138,8 @@ def make_split(rng, world, num_videos, taken_ids, with_release_quirks):
     rows.append((vid, f"S{index:03d}", str(rng.choice(SCENES)), "6", "7", "Yes", "",
                  ";".join(scene_objects), "", "", f"{duration:.2f}"))
   if with_release_quirks:
-    # As in the real release: a reversed interval (dropped and reported) and an end time past
-    # the video's length (clipped).
+    # As in the real release: a reversed interval (dropped by 2D-TAN's protocol, kept by
+    # LGI's) and an end time past the video's length (clipped by 2D-TAN's).
     vid, duration = rows[0][0], float(rows[0][-1])
     lines.append(f"{vid} 9.0 4.0##a person holds the {rows[0][7].split(';')[0]}.")
     lines.append(f"{vid} {duration - 3:.1f} {duration + 2.5:.1f}##a person "

@@ -66,7 +66,7 @@ class LgiScorer:
 
   def per_query(self):
     pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
-    ious = metrics.temporal_iou(pred, gt)
+    ious = metrics.span_iou(pred, gt)
     durations = np.concatenate(self._durations)
     return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
                  segments=[pred[i].tolist()], ious=[float(ious[i])])

@@ -237,20 +237,37 @@ def rank_n_at_m(segments, gt, ranks: Sequence[int] = (1, 5),
   return table
 
 
+def span_iou(a, b) -> np.ndarray:
+  """LGI's IoU of `a [..., 2]` and `b [..., 2]`, float64: max(0, min(e) - max(s)) divided by
+  max(e) - min(s), as the reference's compute_tiou (src/utils/eval_utils.py) rounds it, so
+  IoUs equal to a threshold stay equal; 0 when disjoint (and for an empty span, where the
+  reference would divide by zero)."""
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  inter = np.maximum(0.0, np.minimum(a[..., 1], b[..., 1]) - np.maximum(a[..., 0], b[..., 0]))
+  span = np.maximum(a[..., 1], b[..., 1]) - np.minimum(a[..., 0], b[..., 0])
+  out = np.zeros(np.broadcast(a[..., 0], b[..., 0]).shape)
+  np.divide(inter, span, out=out, where=(inter > 0) & (span > 0))
+  return out
+
+
 def r_at_1(pred, gt, thresholds: Sequence[float] = (0.3, 0.5, 0.7)) -> dict:
-  """LGI's R@1 and mIoU: {"R1@{m}": fraction with IoU >= m, "mIoU": mean IoU}.
+  """LGI's R@1 and mIoU: {"R1@{m}": fraction with IoU >= m, "mIoU": mean IoU}, with
+  `span_iou`, exactly as the reference's TALLEvaluator.
 
   Args:
     pred: `[Q, 2]` predicted segments in seconds (a reversed one has IoU 0).
-    gt: `[Q, 2]` ground truth in seconds.
+    gt: `[Q, 2]` ground truth in seconds, as annotated (LGI's protocol does not clip).
   """
   pred = np.asarray(pred, np.float64)
-  gt = _check_gt(gt, len(pred))
+  # LGI's protocol keeps the annotated times: a reversed ground truth scores IoU 0.
+  gt = _check_gt(gt, len(pred), ordered=False)
   if pred.shape != gt.shape:
     raise ValueError(f"pred must be [{len(gt)}, 2] like gt, got {pred.shape}")
-  ious = temporal_iou(pred, gt)
-  table = {f"R1@{_threshold_name(m)}": float(np.mean(ious >= m)) for m in thresholds}
-  table["mIoU"] = float(np.mean(ious))
+  ious = span_iou(pred, gt)
+  table = {f"R1@{_threshold_name(m)}": int(np.sum(ious >= m)) / len(ious) for m in thresholds}
+  # The reference adds the IoUs one by one; cumsum keeps that order (np.sum would pair them).
+  table["mIoU"] = float(np.cumsum(ious)[-1] / len(ious)) if len(ious) else 0.0
   return table
 
 
@@ -276,14 +293,14 @@ def _check_durations(durations, num: int) -> np.ndarray:
   return durations
 
 
-def _check_gt(gt, num: int) -> np.ndarray:
+def _check_gt(gt, num: int, ordered: bool = True) -> np.ndarray:
   gt = np.asarray(gt, np.float64)
   if gt.shape != (num, 2):
     raise ValueError(f"gt must be [{num}, 2] (start, end in seconds), got {gt.shape}")
-  bad = ~(np.isfinite(gt).all(axis=1) & (gt[:, 0] <= gt[:, 1]))
+  bad = ~(np.isfinite(gt).all(axis=1) & ((gt[:, 0] <= gt[:, 1]) | (not ordered)))
   if bad.any():
-    raise ValueError(f"gt needs finite start <= end; rows {np.nonzero(bad)[0][:10]}: "
-                     f"{gt[bad][:10].tolist()}")
+    raise ValueError(f"gt needs finite start{' <= end' if ordered else ', end'}; rows "
+                     f"{np.nonzero(bad)[0][:10]}: {gt[bad][:10].tolist()}")
   return gt
 
 

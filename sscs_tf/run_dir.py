@@ -17,7 +17,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: --workdir must be a folder written by "
                             "sscs-train.")
-  return ml_collections.ConfigDict(fileio.read_json(path))
+  config = fileio.read_json(path)
+  # Runs written before data protocols existed read clipped times (2D-TAN's rule) for both
+  # baselines; evaluating them again keeps that ground truth.
+  if isinstance(config.get("data"), dict):
+    config["data"].setdefault("protocol", "tan")
+  return ml_collections.ConfigDict(config)
 
 
 def checkpoint_path(workdir: str, checkpoint: str = "best") -> str:

@@ -135,7 +135,8 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
                              config.to_json_best_effort(indent=2) + "\n")
   meta = pipeline.load_meta(config.data.data_dir)
   global_batch = config.data.batch_size
-  steps_per_epoch = pipeline.steps_per_epoch(meta, config.data.train_split, global_batch)
+  steps_per_epoch = pipeline.steps_per_epoch(meta, config.data.train_split, global_batch,
+                                             protocol_name=config.data.protocol)
   if steps_per_epoch < 1:
     raise ValueError(f"The training split has fewer queries than one batch of {global_batch}.")
   total_steps = config.train.num_train_steps or config.train.num_epochs * steps_per_epoch

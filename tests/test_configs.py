@@ -59,8 +59,8 @@ def test_published_values(name, variant, expected):
   assert (m.name, m.map_type, m.hidden_size, m.lstm_units, m.lstm_layers) == (
       "tan", variant, 512, 512, 3)
   assert config.data.map_size == m.num_clips
-  assert (config.data.num_segments, config.data.sampling, config.data.batch_size) == (
-      256, "average", 32)
+  assert (config.data.num_segments, config.data.sampling, config.data.batch_size,
+          config.data.protocol) == (256, "average", 32, "tan")
   assert (config.optim.learning_rate, config.optim.clip_norm, config.train.num_epochs) == (
       1e-4, 10.0, 100)
   assert config.optim.plateau_monitor == ("loss" if expected[-1] else "")

@@ -226,3 +226,30 @@ def test_bad_input_is_named():
     evaluator.update(np.zeros((1, 8, 8)), [10.0], [[0.0, 1.0]])
   with pytest.raises(ValueError, match="valid_mask"):
     metrics.score_maps_to_segments(maps, [1.0, 1.0], valid_mask=np.zeros((4, 4)))
+
+
+@pytest.mark.shared_data
+def test_r_at_1_reproduces_the_reference_evaluator():
+  """The authors' TALLEvaluator on 200 predictions, 8 of them with an IoU exactly on a
+  threshold in float64 and 10 ground truths ending past the duration."""
+  data = np.load(shared_path("parity", "lgi", "eval_charades.npz"))
+  with open(shared_path("parity", "lgi", "eval_expected.json")) as f:
+    expected = json.load(f)["charades"]
+  # As compute_status: float64 products of the float32 outputs and the durations.
+  pred = data["pred"].astype(np.float64) * data["durations"][:, None]
+  np.testing.assert_array_equal(pred, data["pred_seconds"])
+  ious = metrics.span_iou(pred, data["gt"])
+  np.testing.assert_array_equal(ious, data["ious"])
+  np.testing.assert_array_equal(ious, expected["ious"])
+  ties = np.array(expected["kind"]) == "iou_tie"
+  assert ties.sum() == 8 and set(ious[ties]) <= {0.1, 0.3, 0.5, 0.7}
+  table = metrics.r_at_1(pred, data["gt"], expected["tious"])
+  for m in expected["tious"]:
+    assert table[f"R1@{m:g}"] == expected["R1"][f"R1-{m}"]
+    assert round(table[f"R1@{m:g}"] * expected["n"]) == expected["R1_counts"][f"R1-{m}"]
+  assert table["mIoU"] == expected["mIoU"]
+  # With > instead of >= the ties would miss (the values reference-lgi.md quotes).
+  strict = [float(np.mean(ious > m)) for m in expected["tious"]]
+  assert strict == [0.805, 0.71, 0.55, 0.285]
+  # A reversed ground truth (kept by LGI's protocol) scores 0 rather than raising.
+  assert metrics.r_at_1([[1.0, 5.0]], [[6.0, 2.0]])["mIoU"] == 0.0

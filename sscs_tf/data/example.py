@@ -13,7 +13,9 @@ Keys:
   features      bytes   the `[T, D]` matrix, little-endian, row-major
   query_ids     bytes[Q]  where each query came from ("charades_sta_test.txt:17")
   sentences     bytes[Q]  the raw sentences
-  starts, ends  float[Q]  ground-truth interval in seconds, clipped to [0, duration]
+  starts, ends  float[Q]  ground-truth interval in seconds, as annotated (format 2; format 1
+                          stored them clipped to [0, duration], 2D-TAN's protocol applied)
+  protocol_flags int64[Q] `protocol.annotation_flags` (format 2; absent in format 1)
   num_words     int64[Q]  token count per sentence
   word_ids      int64[sum(num_words)]  the sentences' word ids, concatenated
 """
@@ -34,6 +36,7 @@ class QueryRecord:
   start: float
   end: float
   word_ids: Sequence[int]
+  protocol_flags: int = 0
 
 
 def _bytes(values):
@@ -69,6 +72,7 @@ def encode_video(video_id: str, duration: float, features: np.ndarray,
       "sentences": _bytes([q.sentence.encode("utf-8") for q in queries]),
       "starts": _floats([q.start for q in queries]),
       "ends": _floats([q.end for q in queries]),
+      "protocol_flags": _ints([q.protocol_flags for q in queries]),
       "num_words": _ints([len(q.word_ids) for q in queries]),
       "word_ids": _ints([i for q in queries for i in q.word_ids]),
   }))
@@ -86,6 +90,7 @@ _SPEC = {
     "sentences": tf.io.VarLenFeature(tf.string),
     "starts": tf.io.VarLenFeature(tf.float32),
     "ends": tf.io.VarLenFeature(tf.float32),
+    "protocol_flags": tf.io.VarLenFeature(tf.int64),
     "num_words": tf.io.VarLenFeature(tf.int64),
     "word_ids": tf.io.VarLenFeature(tf.int64),
 }
@@ -101,8 +106,8 @@ def parse_video(serialized: tf.Tensor, feature_dim: int, feature_dtype: str = "f
 
   Returns:
     dict with `video_id`, `duration`, `features [T, D] float32`, and per query
-    `query_ids [Q]`, `sentences [Q]`, `starts [Q]`, `ends [Q]`, `word_ids` (ragged `[Q, None]`
-    int32).
+    `query_ids [Q]`, `sentences [Q]`, `starts [Q]`, `ends [Q]`, `protocol_flags [Q]` int64
+    (zeros for records without them), `word_ids` (ragged `[Q, None]` int32).
   """
   parsed = tf.io.parse_single_example(serialized, _SPEC)
   dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
@@ -131,5 +136,8 @@ def parse_video(serialized: tf.Tensor, feature_dim: int, feature_dtype: str = "f
       "sentences": dense["sentences"],
       "starts": dense["starts"],
       "ends": dense["ends"],
+      # Format-1 records have no flags: their times already follow 2D-TAN's protocol.
+      "protocol_flags": tf.pad(dense["protocol_flags"],
+                               [[0, tf.size(dense["starts"]) - tf.size(dense["protocol_flags"])]]),
       "word_ids": word_ids,
   }

@@ -30,9 +30,12 @@ import tensorflow as tf
 
 from sscs_tf.data import example
 from sscs_tf.data import preprocess
+from sscs_tf.data import protocol
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("average", "pick")
+# 1: times stored clipped (2D-TAN's protocol applied); 2: as annotated, with protocol flags.
+FORMAT_VERSIONS = (1, 2)
 
 
 def load_meta(data_dir: str) -> dict:
@@ -45,6 +48,9 @@ def load_meta(data_dir: str) -> dict:
   for key in ("feature_dim", "feature_dtype", "splits"):
     if key not in meta:
       raise ValueError(f"{path}: missing field {key!r}.")
+  if meta.get("format_version", 1) not in FORMAT_VERSIONS:
+    raise ValueError(f"{path}: format_version {meta.get('format_version')!r}; this version "
+                     f"reads {FORMAT_VERSIONS} (written by a newer data_prep?).")
   if not isinstance(meta["feature_dim"], int) or meta["feature_dim"] <= 0:
     raise ValueError(f"{path}: feature_dim must be a positive int, got {meta['feature_dim']!r}.")
   if meta["feature_dtype"] not in example.FEATURE_DTYPES:
@@ -56,6 +62,10 @@ def load_meta(data_dir: str) -> dict:
         raise ValueError(f"{path}: split {name!r} has no field {key!r}.")
     if not split["files"]:
       raise ValueError(f"{path}: split {name!r} lists no files.")
+    if meta.get("format_version", 1) >= 2 and sorted(split.get("protocols", ())) != sorted(
+        protocol.PROTOCOLS):
+      raise ValueError(f"{path}: split {name!r} needs counts for the protocols "
+                       f"{protocol.PROTOCOLS} under 'protocols'.")
   return meta
 
 
@@ -74,9 +84,27 @@ def split_files(data_dir: str, meta: dict, split: str) -> list:
   return files
 
 
-def steps_per_epoch(meta: dict, split: str, batch_size: int, drop_remainder: bool = True) -> int:
-  """Batches in one pass over a split's queries."""
-  queries = int(_split_meta(meta, split)["queries"])
+def split_counts(meta: dict, split: str, protocol_name: str = "tan") -> tuple[int, int]:
+  """(queries, videos) of a split as the protocol reads it.
+
+  Format-1 data holds 2D-TAN's queries with clipped times, so it can serve only "tan".
+  """
+  stats = _split_meta(meta, split)
+  protocol.check_protocol(protocol_name)
+  if meta.get("format_version", 1) >= 2:
+    counts = stats["protocols"][protocol_name]
+    return int(counts["queries"]), int(counts["videos"])
+  if protocol_name != "tan":
+    raise ValueError(f"data.protocol {protocol_name!r} needs the annotated times, but this "
+                     "data_prep output (meta.json format_version 1) stores 2D-TAN's clipped "
+                     "ones: re-run data_prep to convert it again.")
+  return int(stats["queries"]), int(stats["videos"])
+
+
+def steps_per_epoch(meta: dict, split: str, batch_size: int, drop_remainder: bool = True,
+                    protocol_name: str = "tan") -> int:
+  """Batches in one pass over a split's queries under the protocol."""
+  queries, _ = split_counts(meta, split, protocol_name)
   return queries // batch_size if drop_remainder else math.ceil(queries / batch_size)
 
 
@@ -106,6 +134,8 @@ def _video_fn(config, meta, resample: bool):
 
   def fn(serialized, random_bits=None):
     video = example.parse_video(serialized, meta["feature_dim"], meta["feature_dtype"])
+    keep, starts, ends = protocol.apply(video["starts"], video["ends"], video["duration"],
+                                        video["protocol_flags"], config.protocol)
     features = video["features"]
     if config.normalize_rows:
       features = preprocess.l2_normalize_rows(features)
@@ -114,15 +144,18 @@ def _video_fn(config, meta, resample: bool):
       word_ids = word_ids[:, :config.max_query_length]
     queries = {
         "query_id": video["query_ids"], "sentence": video["sentences"],
-        "start": video["starts"], "end": video["ends"],
+        "start": starts, "end": ends,
         # [Q, 1, (words)]: each query's ids stay a ragged row through tf.data's per-query
         # stages, so plain `batch` applies (`padded_batch` is single-threaded and slower).
         "word_ids": tf.expand_dims(word_ids, 1),
         "num_words": tf.cast(word_ids.row_lengths(), tf.int32),
     }
+    # The protocol's queries only (a video may be left with none).
+    queries = {k: tf.ragged.boolean_mask(v, keep) if isinstance(v, tf.RaggedTensor)
+               else tf.boolean_mask(v, keep) for k, v in queries.items()}
     if random_bits is not None:
       order = tf.argsort(tf.random.stateless_uniform(
-          tf.shape(video["starts"]), seed=tf.stack([random_bits, 0])))
+          tf.shape(queries["start"]), seed=tf.stack([random_bits, 0])))
       queries = {k: tf.gather(v, order) for k, v in queries.items()}
     shared = {"video_id": video["video_id"], "duration": video["duration"],
               "num_clips": tf.shape(features)[0]}
@@ -149,8 +182,8 @@ def _pick_fn(num_segments):
 
   def fn(random_bits, element):
     queries, shared = element
-    # offset ~ U[0, 1) of the stride, so s0 ~ U[0, T / num_segments) as in the reference.
-    offset = tf.cast(random_bits % (1 << 24), tf.float64) / float(1 << 24)
+    # A whole number of rows, uniform over the reference's choices.
+    offset = preprocess.draw_pick_offset(random_bits, shared["num_clips"], num_segments)
     shared = dict(shared)
     shared["features"], shared["feature_mask"] = preprocess.pick_segments(
         shared["features"], num_segments, offset)
@@ -215,6 +248,7 @@ def _validate(config):
       raise ValueError(f"data.{field} must be >= 0, got {config[field]}.")
   if not config.data_dir:
     raise ValueError("data.data_dir is empty: set it to a data_prep output directory.")
+  protocol.check_protocol(config.protocol)
 
 
 def make_dataset(data_config, split: str, input_context=None, *, training=None, seed=None,
@@ -233,7 +267,8 @@ def make_dataset(data_config, split: str, input_context=None, *, training=None, 
 
   Returns:
     dict of batched tensors, B queries: `video_id, query_id, sentence` string `[B]`;
-    `duration, start, end` float32 `[B]` (seconds); `word_ids` int32 `[B, L]` (0-padded to
+    `duration, start, end` float32 `[B]` (seconds, the ground truth of data.protocol:
+    clipped for "tan", as annotated for "lgi"); `word_ids` int32 `[B, L]` (0-padded to
     the longest in the batch); `num_words` int32 `[B]`; `features` float32 `[B, S, D]`;
     `feature_mask` float32 `[B, S]`; `iou_map` float32 `[B, N, N]` (map_size > 0);
     `gt_segment_mask` float32 `[B, S]` (sampling "pick"). S = num_segments.
@@ -252,9 +287,9 @@ def make_dataset(data_config, split: str, input_context=None, *, training=None, 
   ds = _read_records(files, training, input_context, seeds[0], deterministic)
   pick_per_query = training and data_config.sampling == "pick"
   video_fn = _video_fn(data_config, meta, resample=not pick_per_query)
+  queries, videos = split_counts(meta, split, data_config.protocol)
   if training:
-    stats = _split_meta(meta, split)
-    per_video = max(1.0, stats["queries"] / max(1, stats["videos"]))
+    per_video = max(1.0, queries / max(1, videos))
     ds = _training_queries(ds, video_fn, math.ceil(data_config.shuffle_buffer / per_video),
                            batch_size, repeat, seeds[1:3], parallel, deterministic)
   else:

@@ -84,24 +84,49 @@ def iou_map(duration, start, end, map_size: int):
   return tf.cast(tf.math.divide_no_nan(inter, union), tf.float32)
 
 
-def pick_segments(features, num_segments: int = 128, offset=0.0):
+def _pick_stride(num_clips, num_segments):
+  """T / S for T > S, else 1 (every row kept), float64 as numpy's arange."""
+  clips = tf.cast(num_clips, tf.float64)
+  return tf.where(clips > num_segments, clips / num_segments, tf.constant(1.0, tf.float64))
+
+
+def num_pick_offsets(num_clips, num_segments: int = 128):
+  """How many training offsets s0 LGI can draw for a video of T = `num_clips` rows (int32).
+
+  The reference draws `s0 = np.random.random_integers(0, r)` with r = stride - 0.5, minus 1
+  when r is a whole number: s0 is uniform over the whole numbers below stride - 0.5, i.e.
+  0..floor(r). One offset (0) for T <= 192 at S = 128; the picked rows then always number S.
+  """
+  last = _pick_stride(num_clips, num_segments) - 0.5
+  last = tf.where(tf.equal(last, tf.floor(last)), last - 1.0, last)
+  return tf.cast(tf.floor(last), tf.int32) + 1
+
+
+def draw_pick_offset(random_bits, num_clips, num_segments: int = 128):
+  """A training offset s0, uniform over LGI's `num_pick_offsets` choices, from int64 bits
+  (the pipeline's per-query random numbers; the modulo bias is below 2^-50)."""
+  count = tf.cast(num_pick_offsets(num_clips, num_segments), tf.int64)
+  return tf.cast(tf.math.floormod(tf.cast(random_bits, tf.int64), count), tf.int32)
+
+
+def pick_segments(features, num_segments: int = 128, offset=0):
   """LGI's sampling: `features [T, D] -> (picked [num_segments, D], mask [num_segments])`.
 
   T <= num_segments: every row is kept and zero-padded. Otherwise rows
-  `round(arange(s0, T - 0.5, T / num_segments))[:num_segments]` are picked (not averaged),
-  with `s0 = offset * T / num_segments`. `offset` is a fraction of the stride in [0, 1):
-  the reference draws s0 uniformly in [0, T / num_segments) in training (the pipeline draws
-  `offset ~ U[0, 1)` per query) and uses 0 at test. With s0 near the stride, arange can
-  hold num_segments - 1 positions; the last step is then padding, as in the reference.
-  The mask is 1 for picked rows, 0 for padding (float32).
+  `round(arange(s0, T - 0.5, T / num_segments))[:num_segments]` are picked (not averaged;
+  numpy's round, halves to even). `offset` is s0, a whole number of rows: 0 at test; in
+  training one of `num_pick_offsets(T)` values (`draw_pick_offset`), as the reference draws
+  it. For those offsets the arange always holds at least num_segments positions, so a video
+  longer than num_segments fills every step. The mask is 1 for picked rows, 0 for padding
+  (float32).
   """
   features = tf.convert_to_tensor(features, tf.float32)
   num_clips = tf.shape(features)[0]
   clips = tf.cast(num_clips, tf.float64)
+  stride = _pick_stride(num_clips, num_segments)
   # With stride 1 and s0 0, the same formula keeps rows 0..T-1 for short videos.
-  longer = clips > num_segments
-  stride = tf.where(longer, clips / num_segments, tf.constant(1.0, tf.float64))
-  first = tf.where(longer, tf.cast(offset, tf.float64) * stride, tf.constant(0.0, tf.float64))
+  first = tf.where(clips > num_segments, tf.cast(offset, tf.float64),
+                   tf.constant(0.0, tf.float64))
   # Float64 as numpy's arange: in float32, positions near .5 could round the other way.
   positions = first + tf.range(num_segments, dtype=tf.float64) * stride
   valid = positions < clips - 0.5
@@ -119,7 +144,7 @@ def lgi_gt_mask(start, end, duration, num_valid, num_segments: int = 128):
   `s = min(round(start / d * n), n - 1)`, `e = max(round(end / d * n), s + 1)`,
   `g[s:e + 1] = 1`, with n = `num_valid` = min(T, num_segments). As in the reference, g can
   mark step n (a padded step) when the moment reaches the end of a short video; steps
-  beyond num_segments are dropped.
+  beyond num_segments are dropped, and a negative bound is read as Python's slice reads it.
 
   Args:
     start, end, duration: seconds, scalars or tensors of one shape `[...]`.
@@ -136,6 +161,12 @@ def lgi_gt_mask(start, end, duration, num_valid, num_segments: int = 128):
                      n - 1.0)
   last = tf.maximum(tf.round(tf.math.divide_no_nan(tf.cast(end, tf.float64), duration) * n),
                     first + 1.0)
+  # g[first:last + 1] with Python's slice rules: a negative bound counts from the end (a
+  # start before 0, kept by LGI's protocol, makes `first` -1 and the slice empty).
+  size = float(num_segments)
+  begin, stop = first, last + 1.0
+  begin = tf.maximum(tf.where(begin < 0, begin + size, begin), 0.0)
+  stop = tf.maximum(tf.where(stop < 0, stop + size, stop), 0.0)
   steps = tf.range(num_segments, dtype=tf.float64)
-  inside = (steps >= first[..., None]) & (steps <= last[..., None])
+  inside = (steps >= begin[..., None]) & (steps < stop[..., None])
   return tf.cast(inside, tf.float32)

@@ -1,5 +1,6 @@
 """Building blocks shared by the grounding models: PyTorch-style initialisers, an LSTM cell with
-PyTorch's two biases, the sentence encoder, the clip encoder and the 2D-TAN fusion."""
+PyTorch's two biases, PyTorch's batch norm, the sentence encoder, the clip encoder and the
+2D-TAN fusion."""
 
 import os
 
@@ -65,6 +66,34 @@ class TwoBiasLSTMCell(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="sscs_tf")
+class TorchBatchNorm(keras.layers.BatchNormalization):
+  """PyTorch's BatchNorm1d over the last axis: eps 1e-5, running averages with weight 0.1.
+
+  In training the batch is normalised with its biased variance, as in Keras, but the moving
+  variance is updated with the unbiased one, var * n / (n - 1) over the n pooled steps
+  (padded steps included), which is PyTorch's rule; Keras' own layer would keep the biased
+  variance and drift from the reference's running statistics.
+  """
+
+  def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
+    super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
+
+  def call(self, inputs, training=None, mask=None):
+    if not (training and self.trainable):
+      return super().call(inputs, training=False)
+    x = ops.cast(inputs, "float32")
+    mean, variance = ops.moments(x, axes=self._reduction_axes)
+    count = ops.cast(ops.size(x) // ops.shape(x)[-1], "float32")
+    unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+    self.moving_variance.assign(self.moving_variance * self.momentum
+                                + unbiased * (1.0 - self.momentum))
+    out = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=self.beta,
+                                  scale=self.gamma, epsilon=self.epsilon)
+    return ops.cast(out, self.compute_dtype)
 
 
 def load_embedding_matrix(path: str, vocab_size: int, embedding_dim: int) -> np.ndarray:

@@ -11,12 +11,13 @@ fused features at padded steps are not zero (the fusion's biases and the phrase 
 and the kernel-15 convolutions read them near the end of a short video: how many steps are
 padded matters, what they hold does not.
 
-Two departures from the letter of reference-lgi.md, both following the authors' code: the
-phrase pooling weights are computed from the phrase features e_n (the code pools with
-`satt_fn(se_feats)`; the doc's step 6 names m_n), and the Linear(512, 512) that the code
-builds inside that pooling but whose output it discards is left out (262,656 parameters).
-The code deep-copies one initialised branch per phrase (and one non-local block); here
-every copy draws its own initial weights.
+Following the authors' code where it differs from a reading of the paper: the phrase
+pooling weights are computed from the phrase features e_n (the code pools with
+`satt_fn(se_feats)`), and the Linear(512, 512) that the code builds inside that pooling but
+whose output it discards is left out (262,656 parameters); batch norm updates its running
+variance with the unbiased batch variance (`layers.TorchBatchNorm`). The code deep-copies one
+initialised branch per phrase (and one non-local block); here every copy draws its own
+initial weights. `lgi_import.py` loads the authors' weights.
 """
 
 import keras
@@ -236,18 +237,23 @@ class PhraseLocalContext(keras.layers.Layer):
     self.convs = [keras.layers.Conv1D(h, k, padding="same", use_bias=False,
                                       kernel_initializer=layers.torch_uniform(h * k),
                                       name=f"conv_{j}") for j in range(2)]
-    # PyTorch's BatchNorm1d: running averages with weight 0.1, eps 1e-5.
-    self.norms = [keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"norm_{j}")
-                  for j in range(2)]
+    self.norms = [layers.TorchBatchNorm(name=f"norm_{j}") for j in range(2)]
     for layer in self.convs + self.norms:
       layer.build((None, None, h))
 
-  def call(self, video, phrase, training=False):
+  def fuse(self, video, phrase):
+    """m `[B, T, H]` (Eq. 8)."""
     to_video, to_phrase, to_fused = self.fusion
-    m = ops.relu(to_fused(ops.relu(to_video(video)) * ops.relu(to_phrase(phrase))[:, None]))
+    return ops.relu(to_fused(ops.relu(to_video(video)) * ops.relu(to_phrase(phrase))[:, None]))
+
+  def local_residual(self, m, training=False):
+    """BN(Conv(relu(BN(Conv(m))))), the residual branch of Eq. 9, before the sum."""
     y = ops.relu(self.norms[0](self.convs[0](m), training=training))
-    y = self.norms[1](self.convs[1](y), training=training)
-    return ops.relu(m + y)
+    return self.norms[1](self.convs[1](y), training=training)
+
+  def call(self, video, phrase, training=False):
+    m = self.fuse(video, phrase)
+    return ops.relu(m + self.local_residual(m, training=training))
 
   def get_config(self):
     return {**super().get_config(), "hidden_size": self.hidden_size,
@@ -294,7 +300,8 @@ class NonLocalBlock(keras.layers.Layer):
   Args:
     hidden_size: H, divisible by num_heads.
     num_heads: heads, each a contiguous slice of H / num_heads channels.
-  Call: x `[B, T, H]`, mask `[B, T]` -> `[B, T, H]`.
+  Call: x `[B, T, H]`, mask `[B, T]` -> `[B, T, H]`; with return_attention also the weights
+    `[B, heads, T, T]` float32 (row i the output segment, column j the attended one).
   """
 
   def __init__(self, hidden_size: int, num_heads: int, **kwargs):
@@ -309,7 +316,7 @@ class NonLocalBlock(keras.layers.Layer):
     for layer in (self.key, self.query_value):
       layer.build((None, h))
 
-  def call(self, x, mask):
+  def call(self, x, mask, return_attention=False):
     batch, steps = ops.shape(x)[0], ops.shape(x)[1]
     heads, depth = self.num_heads, self.hidden_size // self.num_heads
     split = lambda y: ops.reshape(y, (batch, steps, heads, depth))
@@ -318,7 +325,8 @@ class NonLocalBlock(keras.layers.Layer):
     logits = ops.einsum("bihd,bjhd->bhij", key, query) / (depth ** 0.5)
     weights = masked_softmax(logits, ops.cast(mask, "float32")[:, None, None, :])
     relation = ops.einsum("bhij,bjhd->bihd", ops.cast(weights, x.dtype), value)
-    return x + ops.reshape(relation, (batch, steps, self.hidden_size))
+    out = x + ops.reshape(relation, (batch, steps, self.hidden_size))
+    return (out, weights) if return_attention else out
 
   def get_config(self):
     return {**super().get_config(), "hidden_size": self.hidden_size,

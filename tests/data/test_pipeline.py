@@ -11,6 +11,7 @@ from configs.default import get_data_config
 from sscs_tf.data import example
 from sscs_tf.data import pipeline
 from sscs_tf.data import preprocess
+from sscs_tf.data import protocol
 
 DIM = 8
 # Per split: (videos, shard files). One test file makes the sharding fall back to records.
@@ -237,7 +238,7 @@ def test_pick_eval_takes_offset_zero(dataset32):
     _check_pairing(query, truth)
     want = truth[query["query_id"].decode()]
     normalized = preprocess.l2_normalize_rows(want["features"])
-    picked, mask = preprocess.pick_segments(normalized, 16, 0.0)
+    picked, mask = preprocess.pick_segments(normalized, 16, 0)
     np.testing.assert_array_equal(query["features"], picked.numpy())
     np.testing.assert_array_equal(query["feature_mask"], mask.numpy())
     num_clips = len(want["features"])
@@ -264,10 +265,12 @@ def test_pick_training_draws_an_offset_per_query(dataset32):
     if num_clips <= 16:
       assert picked == list(range(num_clips))
       continue
-    stride = num_clips / 16
-    assert count in (15, 16)
-    assert picked[0] <= round(stride) and np.all(np.diff(picked) >= np.floor(stride))
-    first_rows.append(picked[0])
+    # The reference's offsets: whole rows below stride - 0.5, always 16 rows picked.
+    offset = picked[0]
+    assert count == 16 and offset < int(preprocess.num_pick_offsets(num_clips, 16))
+    np.testing.assert_array_equal(picked, preprocess.pick_segments(
+        np.arange(num_clips, dtype=np.float32)[:, None], 16, offset)[0].numpy()[:, 0])
+    first_rows.append(offset)
   # Some long videos start past row 0: the offset is drawn, not fixed at 0.
   assert len(first_rows) >= 3 and max(first_rows) > 0
   again = _queries(pipeline.make_dataset(config, "train", seed=5))
@@ -302,3 +305,61 @@ def test_helpers_and_clear_errors(dataset32, tmp_path):
   (tmp_path / "meta.json").write_text(json.dumps(broken))
   with pytest.raises(ValueError, match="'train' has no field 'queries'"):
     pipeline.load_meta(str(tmp_path))
+
+
+def _write_protocol_dataset(root, format_version=2):
+  """One video of 20 s with the annotation quirks the protocols treat differently."""
+  os.makedirs(root)
+  annotated = [(2.0, 5.0), (15.0, 24.0), (8.0, 7.0), (21.0, 23.0), (-1.0, 3.0)]
+  queries = [example.QueryRecord(f"q{i}", f"sentence {i}", s, e, [3, 4],
+                                 protocol.annotation_flags(s, e, 20.0))
+             for i, (s, e) in enumerate(annotated)]
+  features = np.arange(30 * DIM, dtype=np.float32).reshape(30, DIM)
+  with tf.io.TFRecordWriter(os.path.join(root, "test-00000-of-00001.tfrecord")) as writer:
+    writer.write(example.encode_video("v", 20.0, features, queries))
+  split = {"files": ["test-00000-of-00001.tfrecord"], "videos": 1, "queries": 5, "skipped": {},
+           "protocols": {"tan": {"queries": 3, "videos": 1, "notes": {}},
+                         "lgi": {"queries": 5, "videos": 1, "notes": {}}}}
+  meta = {"format_version": format_version, "dataset": "tiny", "feature_dim": DIM,
+          "feature_dtype": "float32", "vocab_size": 60, "splits": {"test": split}}
+  with open(os.path.join(root, "meta.json"), "w") as f:
+    json.dump(meta, f)
+  return annotated
+
+
+@pytest.mark.parametrize("protocol_name", ["tan", "lgi"])
+def test_each_protocol_reads_its_own_ground_truth(tmp_path, protocol_name):
+  annotated = _write_protocol_dataset(str(tmp_path / "d"))
+  config = _config(str(tmp_path / "d"), protocol=protocol_name, sampling="pick", map_size=0)
+  queries = _queries(pipeline.make_dataset(config, "test"))
+  got = [(q["query_id"].decode(), float(q["start"]), float(q["end"])) for q in queries]
+  if protocol_name == "tan":  # drop start >= end and start >= duration; clip to [0, 20]
+    expected = [("q0", 2.0, 5.0), ("q1", 15.0, 20.0), ("q4", 0.0, 3.0)]
+  else:  # as annotated
+    expected = [(f"q{i}", s, e) for i, (s, e) in enumerate(annotated)]
+  assert got == expected
+  meta = pipeline.load_meta(str(tmp_path / "d"))
+  assert pipeline.steps_per_epoch(meta, "test", 2, protocol_name=protocol_name) == len(got) // 2
+  # The attention target follows the protocol's times: n = min(30, 16) = 16 valid steps (for
+  # q4 under "lgi" the reference's g[-1:3] is empty).
+  for query, (_, start, end) in zip(queries, expected):
+    np.testing.assert_array_equal(query["gt_segment_mask"],
+                                  _gt_mask_python(start, end, 20.0, 16, 16))
+
+
+def test_protocol_needs_a_format_that_holds_it(tmp_path):
+  _write_protocol_dataset(str(tmp_path / "v1"), format_version=1)
+  lgi = _config(str(tmp_path / "v1"), protocol="lgi")
+  with pytest.raises(ValueError, match=r"format_version 1\) stores 2D-TAN's clipped"):
+    pipeline.make_dataset(lgi, "test")
+  _write_protocol_dataset(str(tmp_path / "v3"), format_version=3)
+  with pytest.raises(ValueError, match="format_version 3; this version reads"):
+    pipeline.load_meta(str(tmp_path / "v3"))
+  meta = json.load(open(tmp_path / "v3" / "meta.json"))
+  meta["format_version"] = 2
+  del meta["splits"]["test"]["protocols"]["lgi"]
+  (tmp_path / "v3" / "meta.json").write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match="'test' needs counts for the protocols"):
+    pipeline.load_meta(str(tmp_path / "v3"))
+  with pytest.raises(ValueError, match="data.protocol must be one of"):
+    pipeline.make_dataset(_config(str(tmp_path / "v1"), protocol="clip"), "test")

@@ -1,6 +1,8 @@
 """Preprocessing: hand-computed cases, numpy re-implementations, reference parity, and the
 same results eagerly and inside `tf.data.Dataset.map`."""
 
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -120,38 +122,104 @@ def _rows_of(picked, source):
 def test_pick_keeps_short_videos_and_pads():
   rows = np.arange(10, dtype=np.float32).reshape(5, 2) + 1.0
   picked, mask = _eager_and_mapped(lambda f, o: preprocess.pick_segments(f, 8, o),
-                                   rows, np.float64(0.7))
+                                   rows, np.int32(0))
   np.testing.assert_array_equal(picked[:5], rows)
   np.testing.assert_array_equal(picked[5:], np.zeros((3, 2)))
   np.testing.assert_array_equal(mask, [1, 1, 1, 1, 1, 0, 0, 0])
 
 
 @pytest.mark.parametrize("offset,expected_rows", [
-    # T = 10, 4 segments: stride 2.5, positions s0 + 2.5 k, rounded half to even.
-    (0.0, [0, 2, 5, 8]),        # 0, 2.5, 5, 7.5
-    (0.5, [1, 4, 6, 9]),        # 1.25, 3.75, 6.25, 8.75
-    (0.9, [2, 5, 7]),           # 2.25, 4.75, 7.25; 9.75 >= T - 0.5 is not picked
+    # T = 10, 4 segments: stride 2.5, positions s0 + 2.5 k, rounded half to even; r = 2.5 -
+    # 0.5 is whole, so s0 is 0 or 1.
+    (0, [0, 2, 5, 8]),        # 0, 2.5, 5, 7.5
+    (1, [1, 4, 6, 8]),        # 1, 3.5, 6, 8.5
 ])
 def test_pick_long_video_by_hand(offset, expected_rows):
   rows = np.arange(20, dtype=np.float32).reshape(10, 2)
   picked, mask = _eager_and_mapped(lambda f, o: preprocess.pick_segments(f, 4, o),
-                                   rows, np.float64(offset))
-  count = len(expected_rows)
-  np.testing.assert_array_equal(picked[:count], rows[expected_rows])
-  np.testing.assert_array_equal(picked[count:], np.zeros((4 - count, 2)))
-  np.testing.assert_array_equal(mask, [1.0] * count + [0.0] * (4 - count))
+                                   rows, np.int32(offset))
+  np.testing.assert_array_equal(picked, rows[expected_rows])
+  np.testing.assert_array_equal(mask, np.ones(4))
+  assert int(preprocess.num_pick_offsets(10, 4)) == 2
 
 
-@pytest.mark.parametrize("num_clips,offset", [(300, 0.0), (300, 0.999), (129, 0.3),
-                                              (1000, 0.61)])
+@pytest.mark.parametrize("num_clips,offset", [(300, 0), (300, 1), (129, 0), (1000, 7)])
 def test_pick_matches_numpy_arange(num_clips, offset):
   rows = np.arange(num_clips * 2, dtype=np.float32).reshape(num_clips, 2)
   stride = num_clips / 128
-  expected = np.round(np.arange(offset * stride, num_clips - 0.5, stride))[:128].astype(int)
+  expected = np.round(np.arange(offset, num_clips - 0.5, stride))[:128].astype(int)
   picked, mask = preprocess.pick_segments(rows, 128, offset)
-  count = int(mask.numpy().sum())
-  assert count == len(expected)
-  np.testing.assert_array_equal(_rows_of(picked.numpy()[:count], rows), expected)
+  assert int(mask.numpy().sum()) == len(expected) == 128
+  np.testing.assert_array_equal(_rows_of(picked.numpy(), rows), expected)
+
+
+def _fixed_length_cases():
+  data = np.load(shared_path("parity", "lgi", "fixed_length_feat.npz"))
+  sizes = sorted(int(k[len("in_T"):]) for k in data.files if k.startswith("in_T"))
+  return data, sizes
+
+
+@pytest.mark.shared_data
+def test_pick_matches_reference_get_fixed_length_feat():
+  data, sizes = _fixed_length_cases()
+  assert sizes == [1, 17, 64, 127, 128, 129, 160, 192, 200, 255, 256, 257, 320, 333, 500, 1000]
+  for t in sizes:  # test split: s0 = 0
+    picked, mask = _eager_and_mapped(lambda f, o: preprocess.pick_segments(f, 128, o),
+                                     data[f"in_T{t}"], np.int32(0))
+    np.testing.assert_array_equal(picked, data[f"out_T{t}"], err_msg=f"T={t}")
+    np.testing.assert_array_equal(mask, data[f"mask_T{t}"], err_msg=f"T={t}")
+  for key in (k for k in data.files if k.startswith("train_rows_T")):
+    t = int(key[len("train_rows_T"):])
+    source = np.arange(t, dtype=np.float32)[:, None]  # row i holds i
+    choices = data[f"train_s0_choices_T{t}"]
+    np.testing.assert_array_equal(choices, np.arange(int(preprocess.num_pick_offsets(t))))
+    for rows in data[key]:  # each draw: its first row is s0 (eager; mapped above)
+      assert rows[0] in choices
+      picked, mask = preprocess.pick_segments(source, 128, rows[0])
+      np.testing.assert_array_equal(picked.numpy()[:, 0], rows, err_msg=key)
+      assert mask.numpy().all()
+
+
+def test_offset_support_equals_the_reference_rule_for_every_length():
+  """The reference draws s0 = np.random.random_integers(0, r), r = T/128 - 0.5, minus 1 when
+  whole; its support, drawn, equals 0..num_pick_offsets - 1 for T = 1..6000, and every
+  offset gives 128 rows."""
+  lengths = np.arange(1, 6001)
+  counts = preprocess.num_pick_offsets(lengths, 128).numpy()
+  rng = np.random.RandomState(0)
+  for t, count in zip(lengths, counts):
+    stride = t / 128 if t > 128 else 1.0
+    last = stride - 0.5
+    if last == np.floor(last):
+      last -= 1.0
+    with warnings.catch_warnings():  # random_integers is deprecated; it is the reference
+      warnings.simplefilter("ignore", DeprecationWarning)
+      support = np.unique(rng.random_integers(0, last, size=40 * count))
+    np.testing.assert_array_equal(support, np.arange(count), err_msg=f"T={t}")
+    if t > 128:
+      assert len(np.arange(count - 1, t - 0.5, stride)) >= 128, t
+  assert counts[:192].max() == 1 and counts[199] == 2 and counts[999] == 8
+
+
+def test_drawn_offsets_are_uniform_eagerly_and_mapped():
+  for num_clips, count in ((100, 1), (192, 1), (200, 2), (1000, 8), (5000, 39)):
+    bits = np.arange(-5 * count, 7 * count, dtype=np.int64)  # negative bits too
+    drawn = _eager_and_mapped(lambda b, t: preprocess.draw_pick_offset(b, t, 128),
+                              bits, np.int32(num_clips))
+    np.testing.assert_array_equal(np.bincount(drawn, minlength=count), np.full(count, 12))
+
+
+@pytest.mark.shared_data
+def test_lgi_gt_mask_matches_reference_generate_labels():
+  data = np.load(shared_path("parity", "lgi", "gt_mask.npz"))
+  duration, start, end, num_clips = data["cases"].T
+  assert int(data["num_segments"]) == 128
+  fn = lambda s, e, d, n: preprocess.lgi_gt_mask(s, e, d, n, 128)
+  got = _eager_and_mapped(fn, start, end, duration, np.minimum(num_clips, 128).astype(np.int32))
+  np.testing.assert_array_equal(got, data["att_mask"])
+  # The regression targets are the annotated times over the duration, unclipped.
+  np.testing.assert_array_equal(start / duration, data["start_pos"])
+  np.testing.assert_array_equal(end / duration, data["end_pos"])
 
 
 def test_lgi_gt_mask_by_hand():
@@ -163,6 +231,8 @@ def test_lgi_gt_mask_by_hand():
       ((0.1, 0.2, 20.0, 10), [0, 1]),               # end pushed to start + 1
       ((19.9, 20.0, 20.0, 10), [9, 10]),            # start clipped to n - 1
       ((0.0, 20.0, 20.0, 12), list(range(12))),     # g[0:13] clipped to 12 steps
+      ((-2.0, 3.0, 20.0, 10), []),                  # g[-1:3]: Python's slice is empty
+      ((-2.0, 30.0, 20.0, 10), [11]),               # g[-1:16]: the last step only
   ]
   for (start, end, duration, n), marked in cases:
     out = _eager_and_mapped(fn, np.float32(start), np.float32(end), np.float32(duration),

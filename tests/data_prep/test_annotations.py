@@ -1,6 +1,7 @@
 import pytest
 
 from data_prep import annotations, activitynet, charades_sta, tacos
+from sscs_tf.data import protocol
 from tests.data_prep import fixtures
 
 DURATIONS = {"AAAAA": 30.0, "BBBBB": 20.5, "CCCCC": 10.0, "DDDDD": 12.0}
@@ -9,6 +10,18 @@ DURATIONS = {"AAAAA": 30.0, "BBBBB": 20.5, "CCCCC": 10.0, "DDDDD": 12.0}
 def _charades(tmp_path, train_lines, test_lines=("CCCCC 1.0 2.0##x.",)):
   fixtures.write_charades(tmp_path, list(train_lines), list(test_lines), DURATIONS)
   return charades_sta.read_splits(str(tmp_path))
+
+
+def read_as(split, name):
+  """(video, start, end) of the queries a protocol keeps, 2D-TAN's clipped."""
+  rows = []
+  for q in split.queries:
+    if protocol.keeps(q.flags, name):
+      duration = split.durations[q.video_id]
+      clip = name == "tan"
+      rows.append((q.video_id, max(q.start, 0.0) if clip else q.start,
+                   min(q.end, duration) if clip else q.end))
+  return rows
 
 
 def test_charades_rules(tmp_path):
@@ -20,14 +33,24 @@ def test_charades_rules(tmp_path):
       "BBBBB 21.0 25.0##starts after the video.",    # nothing left: dropped
       "",                                            # blank line: no query
   ])
+  # Every query is kept with its annotated times; each protocol reads its own rule.
   assert [(q.video_id, q.start, q.end) for q in train.queries] == [
-      ("AAAAA", 0.0, 6.9), ("BBBBB", 18.0, 20.5)]
+      ("AAAAA", 0.0, 6.9), ("AAAAA", 8.0, 7.0), ("BBBBB", 3.0, 3.0), ("BBBBB", 18.0, 25.0),
+      ("BBBBB", 21.0, 25.0)]
+  assert read_as(train, "tan") == [("AAAAA", 0.0, 6.9), ("BBBBB", 18.0, 20.5)]
+  assert read_as(train, "lgi") == [(q.video_id, q.start, q.end) for q in train.queries]
   assert train.queries[0].sentence == "a person is putting a book on a shelf."
-  assert train.queries[1].query_id == "charades_sta_train.txt:4"
-  assert train.skipped.counts() == {"start >= end": 2, "start at or past the video's end": 1}
-  assert [loc for _, loc, _ in train.skipped.entries] == [
-      "charades_sta_train.txt:2", "charades_sta_train.txt:3", "charades_sta_train.txt:5"]
-  assert train.adjusted == {"end clipped to the duration": 1}
+  assert train.queries[3].query_id == "charades_sta_train.txt:4"
+  assert [q.flags for q in train.queries] == [
+      0, protocol.START_NOT_BEFORE_END, protocol.START_NOT_BEFORE_END,
+      protocol.END_PAST_DURATION, protocol.END_PAST_DURATION | protocol.START_AT_OR_PAST_DURATION]
+  assert train.protocol_summary("tan") == {"queries": 2, "videos": 2, "notes": {
+      "dropped: start >= end": 2, "dropped: start at or past the video's end": 1,
+      "end clipped to the duration": 1}}
+  assert train.protocol_summary("lgi") == {"queries": 5, "videos": 2, "notes": {
+      "kept: end past the duration": 2, "kept: start >= end": 2,
+      "kept: start at or past the video's end": 1}}
+  assert len(train.skipped) == 0
   assert train.durations == {"AAAAA": 30.0, "BBBBB": 20.5}
   assert len(test.queries) == 1 and test.name == "test"
 
@@ -73,10 +96,11 @@ def test_tacos_frames_to_seconds(tmp_path):
     fixtures.write_json(tmp_path / f"{split}.json", {"s13-d21.avi": _tacos_entry()})
   train = tacos.read_splits(str(tmp_path))[0]
   # duration 500 / 25 = 20 s; 250..600 frames -> 10 s .. 24 s clipped to 20 s.
-  assert [(q.start, q.end) for q in train.queries] == [(0.0, 4.0), (10.0, 20.0)]
+  assert [(q.start, q.end) for q in train.queries] == [(0.0, 4.0), (10.0, 24.0), (12.0, 12.0)]
+  assert [r[1:] for r in read_as(train, "tan")] == [(0.0, 4.0), (10.0, 20.0)]
   assert train.durations == {"s13-d21.avi": 20.0}
-  assert train.skipped.entries == [("start >= end", "train.json:s13-d21.avi:2",
-                                    "12.0 >= 12.0")]
+  assert train.protocol_summary("tan")["notes"] == {"dropped: start >= end": 1,
+                                                    "end clipped to the duration": 1}
   assert train.queries[1].query_id == "train.json:s13-d21.avi:1"
 
 
@@ -105,10 +129,12 @@ def test_activitynet_seconds_and_clipping(tmp_path):
   with pytest.raises(annotations.AnnotationError, match=r"train.json:v_abc:4: timestamp"):
     activitynet.read_splits(str(tmp_path))
   train, val, test = activitynet.read_splits(str(tmp_path), skip_malformed=True)
-  assert [(q.start, q.end) for q in train.queries] == [(0.83, 19.86), (0.0, 5.0),
-                                                       (60.0, 82.73)]
+  assert [r[1:] for r in read_as(train, "tan")] == [(0.83, 19.86), (0.0, 5.0), (60.0, 82.73)]
+  assert [r[1:] for r in read_as(train, "lgi")] == [(0.83, 19.86), (-1.0, 5.0), (60.0, 90.0),
+                                                    (34.77, 34.77)]
   assert train.queries[1].sentence == "Negative start."
-  assert train.adjusted == {"start clipped to 0": 1, "end clipped to the duration": 1}
-  assert train.skipped.counts() == {"start >= end": 1, "malformed annotation": 1}
+  assert train.protocol_summary("tan")["notes"] == {
+      "start clipped to 0": 1, "end clipped to the duration": 1, "dropped: start >= end": 1}
+  assert train.skipped.counts() == {"malformed annotation": 1}
   assert (val.name, test.name) == ("val", "test")
   assert val.queries[0].query_id == "val_1.json:v_abc:0"

@@ -18,7 +18,7 @@ DURATIONS = {"AAAAA": 30.0, "BBBBB": 20.0, "CCCCC": 10.0, "DDDDD": 12.0}
 TRAIN = ["AAAAA 0.0 6.9##A person opens the door.",
          "AAAAA 7.0 12.0##person's closing the DOOR.",
          "BBBBB 1.0 25.0##a person holds a cup.",      # end clipped to 20
-         "BBBBB 5.0 4.0##reversed.",                    # dropped
+         "BBBBB 5.0 4.0##reversed.",                    # dropped by 2D-TAN's protocol
          "BBBBB 2.0 3.0##...",                          # no word: dropped
          ]
 TEST = ["CCCCC 1.0 2.0##the person eats food.", "DDDDD 0.5 3.0##a person sneezes."]
@@ -58,8 +58,16 @@ def test_charades_end_to_end_with_glove(charades, tmp_path):
   meta = _convert(annotation_dir, features, out, num_shards=2,
                   glove=_glove(tmp_path / "g.txt"))
   assert meta["dataset"] == "charades_sta" and meta["feature_dim"] == 6
-  assert meta["splits"]["train"]["queries"] == 3 and meta["splits"]["train"]["videos"] == 2
-  assert meta["splits"]["train"]["skipped"] == {"start >= end": 1, "empty sentence": 1}
+  # The records hold every query with a word; each protocol reads its own.
+  train = meta["splits"]["train"]
+  assert meta["format_version"] == 2
+  assert train["queries"] == 4 and train["videos"] == 2
+  assert train["skipped"] == {"empty sentence": 1}
+  assert train["protocols"] == {
+      "tan": {"queries": 3, "videos": 2, "notes": {"dropped: start >= end": 1,
+                                                    "end clipped to the duration": 1}},
+      "lgi": {"queries": 4, "videos": 2, "notes": {"kept: end past the duration": 1,
+                                                    "kept: start >= end": 1}}}
   assert meta["splits"]["test"]["queries"] == 2
   assert meta == json.load(open(out / "meta.json"))
   vocab = text.Vocabulary.load(str(out / "vocab.txt"))
@@ -75,16 +83,20 @@ def test_charades_end_to_end_with_glove(charades, tmp_path):
   np.testing.assert_array_equal(videos["AAAAA"]["features"].numpy(), arrays["AAAAA"])
   b = videos["BBBBB"]
   assert b["duration"].numpy() == 20.0
-  assert b["ends"].numpy().tolist() == [20.0]
-  assert b["query_ids"].numpy().tolist() == [b"charades_sta_train.txt:3"]
+  assert b["ends"].numpy().tolist() == [25.0, 4.0]  # as annotated
+  assert b["protocol_flags"].numpy().tolist() == [2, 4]
+  # The vocabulary holds the words of the queries 2D-TAN reads, as before protocols existed.
+  assert "reversed" not in vocab.tokens and b["word_ids"].to_list()[1] == [text.UNK_ID]
+  assert b["query_ids"].numpy().tolist() == [b"charades_sta_train.txt:3",
+                                             b"charades_sta_train.txt:4"]
   a = videos["AAAAA"]
   expected = [vocab.encode(t) for t in text.tokenize_py(
       ["A person opens the door.", "person's closing the DOOR."])]
   assert a["word_ids"].to_list() == expected
   assert expected[1][:2] == [vocab.tokens.index("person"), vocab.tokens.index("'s")]
   skipped = (out / "skipped.tsv").read_text().splitlines()
-  assert skipped[1:] == ["train\tstart >= end\tcharades_sta_train.txt:4\t5.0 >= 4.0",
-                         "train\tempty sentence\tcharades_sta_train.txt:5\t'...'"]
+  assert skipped[1:] == ["train\tall\tempty sentence\tcharades_sta_train.txt:5\t'...'",
+                         "train\ttan\tstart >= end\tcharades_sta_train.txt:4\t5.0 4.0 of 20.0"]
 
 
 def test_missing_features_listed_or_skipped(charades, tmp_path):
@@ -95,7 +107,7 @@ def test_missing_features_listed_or_skipped(charades, tmp_path):
     _convert(annotation_dir, features, tmp_path / "out")
   assert not (tmp_path / "out" / "meta.json").exists()
   meta = _convert(annotation_dir, features, tmp_path / "out", allow_missing_features=True)
-  assert meta["splits"]["train"]["skipped"]["no features"] == 1
+  assert meta["splits"]["train"]["skipped"]["no features"] == 2
   assert meta["splits"]["test"] == dict(meta["splits"]["test"], queries=1, videos=1,
                                         skipped={"no features": 1})
 
@@ -140,7 +152,8 @@ def test_activitynet_group_layout(tmp_path):
                          convert.Options(feature_key="c3d_features"))
   assert meta["feature_dim"] == 500
   assert [meta["splits"][s]["queries"] for s in ("train", "val", "test")] == [4, 4, 4]
-  assert meta["splits"]["val"]["adjusted"] == {"end clipped to the duration": 2}
+  assert meta["splits"]["val"]["protocols"]["tan"]["notes"] == {
+      "end clipped to the duration": 2}
 
 
 def test_command_line(charades, tmp_path):
@@ -152,6 +165,7 @@ def test_command_line(charades, tmp_path):
        "--feature_dtype=float16"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert "train: 3 queries over 2 videos kept; skipped: empty sentence: 1, start >= end: 1" \
-      in result.stderr
+  assert "train: 4 queries over 2 videos written; skipped: empty sentence: 1" in result.stderr
+  assert ("train, tan protocol: 3 queries over 2 videos; dropped: start >= end: 1, end clipped "
+          "to the duration: 1") in result.stderr
   assert json.load(open(out / "meta.json"))["feature_dtype"] == "float16"

@@ -91,7 +91,11 @@ def test_converted_by_the_charades_converter(built):
   meta = json.load(open(built / "tfrecords" / "meta.json"))
   assert meta["dataset"] == "charades_sta" and meta["feature_dim"] == 128
   assert meta["splits"]["train"]["videos"] == 40 and meta["splits"]["test"]["videos"] == 12
-  assert meta["splits"]["train"]["skipped"] == {"start >= end": 1}
-  assert meta["splits"]["train"]["adjusted"]["end clipped to the duration"] >= 1
+  # The reversed line is kept in the records; 2D-TAN's protocol drops it, LGI's keeps it.
+  assert meta["splits"]["train"]["skipped"] == {}
+  tan, lgi = (meta["splits"]["train"]["protocols"][p] for p in ("tan", "lgi"))
+  assert tan["notes"]["dropped: start >= end"] == 1 and lgi["notes"]["kept: start >= end"] == 1
+  assert tan["queries"] + 1 == lgi["queries"] == meta["splits"]["train"]["queries"]
+  assert tan["notes"]["end clipped to the duration"] >= 1
   assert meta["glove"]["train_token_coverage"] == 1.0
   assert os.path.exists(built / "tfrecords" / "embeddings.npy")

@@ -1,7 +1,5 @@
 """LGI model: shapes, masking, numpy re-implementations of its parts, serialization,
-training with the three LGI losses, configs and the reference's parameter counts."""
-
-import gc
+training with the three LGI losses and configs (parameter counts: test_lgi_import.py)."""
 
 import keras
 import numpy as np
@@ -359,6 +357,7 @@ def test_published_config_values(name, expected):
           m.dropout) == ("lgi", 512, 300, 128, 15, 0.5)
   assert (config.data.sampling, config.data.num_segments, config.data.map_size,
           config.data.batch_size, config.data.eval_split) == ("pick", 128, 0, 100, "test")
+  assert config.data.protocol == "lgi"  # annotations as annotated (docs/data.md)
   assert (config.optim.learning_rate, config.optim.clip_norm, config.optim.plateau_monitor) == (
       4e-4, 0.0, "")
   assert (config.loss.regression_weight, config.loss.attention_guidance_weight,
@@ -378,47 +377,3 @@ def test_runlocal_config_builds_a_small_model(name):
                    "word_ids": np.array([[3, 4]], np.int32), "num_words": np.array([2])})
   assert outputs["times"].shape == (1, 2)
   assert outputs["phrase_attention"].shape == (1, config.model.num_phrases, 2)
-
-
-def reference_parameter_count(feature_dim, vocab_size, num_phrases, num_blocks):
-  """parameters() of the authors' LGI, module by module (PyTorch: BN running statistics are
-  buffers, not parameters; nn.LSTM has two biases per gate row)."""
-  h, e, u, a, k = 512, 300, 256, 256, 15
-  linear = lambda i, o, bias=True: i * o + (o if bias else 0)
-  bilstm = lambda i: 2 * (4 * u * (i + u) + 2 * 4 * u)
-  count = vocab_size * e + bilstm(e) + bilstm(2 * u)  # query encoder
-  count += linear(feature_dim, h) + 128 * h  # video encoder + position embedding
-  if num_phrases > 1:  # sequential query attention
-    count += num_phrases * linear(h, h) + linear(2 * h, h) + 2 * linear(h, a) + linear(a, 1)
-  count += num_phrases * 3 * linear(h, h)  # fusion per phrase
-  count += num_phrases * 2 * (k * h * h + 2 * h)  # residual block per phrase: conv, BN
-  pooling = linear(h, a, False) + linear(a, 1, False) + linear(h, h)  # attentive pooling + fc
-  count += pooling + num_blocks * (linear(h, 2 * h) + linear(h, h))  # global context
-  count += pooling + linear(h, h) + linear(h, 2)  # regression head
-  return count
-
-
-# The phrase pooling's `fc` (512 x 512 + 512) is built in the reference but its output is
-# discarded (only the weights are used); here it does not exist.
-UNUSED_REFERENCE_FC = 512 * 512 + 512
-
-
-@pytest.mark.parametrize("name, vocab_size, published", [
-    ("charades", 1140, 33.8e6),
-    # Vocabulary unknown: 53.6M implies 11.0k-11.3k words (10,547 with our tokenizer).
-    ("activitynet", 11153, 53.6e6),
-])
-def test_full_width_parameter_counts(name, vocab_size, published):
-  config = CONFIGS[name].get_config()
-  m = config.model
-  reference = reference_parameter_count(m.feature_dim, vocab_size, m.num_phrases,
-                                        m.num_nonlocal_blocks)
-  assert abs(reference - published) <= 0.05e6  # the doc gives three significant digits
-  with config.unlocked():
-    config.model.vocab_size = vocab_size
-  model = build_model(config.model)
-  trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-  assert trainable == reference - UNUSED_REFERENCE_FC
-  assert model.count_params() == trainable + m.num_phrases * 2 * 2 * 512  # BN moving stats
-  del model
-  gc.collect()
