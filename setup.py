@@ -11,6 +11,10 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
     "numpy>=1.26,<3",
     "h5py>=3.10,<4",
+    # Video decoding (wheels bundle FFmpeg); 18.x is the last series for Python 3.10-3.11.
+    "av>=14,<19",
+    # The resampler of the I3D recipe (bilinear, antialiased when downscaling).
+    "pillow>=10,<14",
 ]
 
 EXTRAS_REQUIRE = {
@@ -42,6 +46,7 @@ setuptools.setup(
             "sscs-export=sscs_tf.cli.export:run",
             "sscs-ground=sscs_tf.cli.ground:run",
             "sscs-demo=sscs_tf.cli.demo:run",
+            "sscs-extract=sscs_tf.cli.extract:run",
             "sscs-import-2dtan=sscs_tf.cli.import_2dtan:run",
         ],
     },

@@ -273,3 +273,14 @@ def _shift_back_groups(crops, size):
 def _slice(recent, t, first, end):
   offset = t - len(recent)
   return recent[first - offset:end - offset]
+
+
+def duration_seconds(path: str) -> float:
+  """The video's duration from its header (container, else stream); 0 when neither says."""
+  container, stream = open_video(path)
+  with container:
+    if container.duration:
+      return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+      return float(stream.duration * stream.time_base)
+  return 0.0
