@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sscs_tf.features import i3d, i3d_weights, video
 from sscs_tf.features import store as store_lib
-from sscs_tf.features import video
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
                     ".wmv", ".3gp", ".ogv", ".gif")
@@ -106,10 +106,8 @@ def _rows_function(model, preset: video.Preset):
 def load_extractor(preset: str, weights: str, precision: str = "float32",
                    batch_size: int = 1, cache_dir=None) -> Extractor:
   """Builds I3D, loads `weights` (a name such as "rgb_scratch", or a file) and wraps it."""
-  from sscs_tf.features import i3d  # pylint: disable=import-outside-toplevel
   model = i3d.build_i3d(precision=precision)
-  source = weights if os.path.exists(weights) else i3d.resolve_weights(weights, cache_dir)
-  info = i3d.load_weights(model, source)
+  info = i3d_weights.load_weights(model, i3d_weights.resolve_weights(weights, cache_dir))
   return Extractor(model, video.get_preset(preset), info.kind, info.sha256, precision,
                    batch_size)
 
