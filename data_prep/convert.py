@@ -191,6 +191,9 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
       "feature_dim": source.feature_dim,
       "feature_dtype": options.feature_dtype,
       "features": os.path.abspath(features),
+      # Which extractor made the features (sscs-extract's attributes), None when unknown:
+      # a model is only valid on features of the same kind (docs/video.md).
+      "extractor": source.extractor,
       "vocab_size": len(vocab),
       "vocab_file": "vocab.txt",
       "embeddings_file": "embeddings.npy" if matrix is not None else None,

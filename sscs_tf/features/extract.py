@@ -112,6 +112,57 @@ def load_extractor(preset: str, weights: str, precision: str = "float32",
                    batch_size)
 
 
+class KindError(ValueError):
+  """Features of the asked kind cannot be made: the message says why."""
+
+
+def extractor_for(recorded, weights: str = "", preset: str = "", precision: str = "float32",
+                  force: bool = False, cache_dir=None) -> Extractor:
+  """An Extractor making features of the kind a model was trained on.
+
+  Args:
+    recorded: the training features' extractor attributes (`export_lib.read_extractor`),
+      None when unknown.
+    weights, preset: override what `recorded` says (default: what it says; with nothing
+      recorded, rgb_scratch and stack64).
+    force: make features even when they would not be of the recorded kind.
+  Raises:
+    KindError, unless `force`, when the kind is unknown or the features would differ from it.
+  """
+  recorded = dict(recorded or {})
+  if not recorded and not force:
+    raise KindError("it does not record which extractor made its training features (they "
+                    "were not written by sscs-extract), so features made now could be of "
+                    "another kind; pass --features with features like those it was trained "
+                    "on, or --force to extract with --preset and --weights anyway")
+  if recorded and recorded.get("extractor") != "i3d_rgb" and not force:
+    raise KindError(f"it was trained on {recorded.get('extractor')!r} features, which this "
+                    "tool does not make (--force overrides)")
+  preset = preset or recorded.get("preset") or "stack64"
+  if recorded.get("preset") not in (None, preset) and not force:
+    raise KindError(f"it was trained on features of preset {recorded['preset']!r}, not "
+                    f"{preset!r} (--force overrides)")
+  kind = recorded.get("weights_kind", "rgb_scratch")
+  if not weights and kind != "rgb_scratch":
+    raise KindError(f"it was trained on features made with the {kind} weights (sha256 "
+                    f"{recorded.get('weights_sha256')}): pass --weights with that checkpoint")
+  weights = weights or "rgb_scratch"
+  if weights == "rgb_scratch":  # known without loading them
+    _check_weights(recorded, "rgb_scratch", i3d_weights.RGB_SCRATCH_SHA256, force)
+  extractor = load_extractor(preset, weights, precision, cache_dir=cache_dir)
+  _check_weights(recorded, extractor.attrs["weights_kind"], extractor.attrs["weights_sha256"],
+                 force)
+  return extractor
+
+
+def _check_weights(recorded, kind, sha256, force):
+  wanted = recorded.get("weights_sha256")
+  if wanted and sha256 != wanted and not force:
+    raise KindError(f"it was trained on features made with the {recorded.get('weights_kind')} "
+                    f"weights (sha256 {wanted}); {kind} weights (sha256 {sha256}) give "
+                    "features of another kind (--force overrides)")
+
+
 def find_videos(pattern: str) -> list[str]:
   """A file, a folder (its files with a video extension) or a glob pattern, sorted."""
   if os.path.isdir(pattern):

@@ -140,3 +140,21 @@ def test_find_videos_takes_a_file_a_folder_or_a_glob(tmp_path):
   assert extract.find_videos(str(tmp_path / "clip*.mkv")) == sorted(paths)
   with pytest.raises(ValueError, match="no file matches"):
     extract.find_videos(str(tmp_path / "nothing*"))
+
+
+RECORDED = {"extractor": "i3d_rgb", "preset": "stack64", "weights_kind": "rgb_scratch",
+            "weights_sha256": "855578ebcfd316458a86820b579a43a9d35f0c02978988dff747bb495ce00af8"}
+
+
+@pytest.mark.parametrize("recorded,kwargs,message", [
+    (None, {}, "does not record which extractor"),
+    (dict(RECORDED, extractor="c3d"), {}, "trained on 'c3d' features"),
+    (RECORDED, {"preset": "vslnet"}, "preset 'stack64', not 'vslnet'"),
+    (dict(RECORDED, weights_kind="rgb_imagenet", weights_sha256="cd" * 32), {},
+     "rgb_imagenet weights .*pass --weights"),
+    (dict(RECORDED, weights_kind="custom", weights_sha256="cd" * 32),
+     {"weights": "rgb_scratch"}, "rgb_scratch weights .* another kind"),
+])
+def test_features_of_another_kind_are_refused_for_a_model(recorded, kwargs, message):
+  with pytest.raises(extract.KindError, match=message):
+    extract.extractor_for(recorded, **kwargs)

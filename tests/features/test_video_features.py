@@ -1,0 +1,42 @@
+"""Video file -> features with the real rgb_scratch weights, against the reference pipeline's
+features of the same ActivityNet video (docs/video.md gives the recipe and the figures)."""
+
+import numpy as np
+import pytest
+
+from sscs_tf.features import extract, i3d_weights
+from tests.testing import shared_path
+
+
+@pytest.fixture(scope="module")
+def rgb_scratch():
+  try:
+    return i3d_weights.resolve_weights("rgb_scratch")
+  except i3d_weights.WeightsUnavailableError as error:
+    pytest.skip(f"rgb_scratch weights not cached and not downloadable: {error}")
+
+
+def _cosine(a, b):
+  return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.slow
+def test_features_match_the_reference_pipeline_in_float32_and_bfloat16(rgb_scratch):
+  path = shared_path("i3d", "v_GGSY1Qvo990.mp4")
+  golden = np.load(shared_path("i3d", "v_GGSY1Qvo990_i3d_rgb_scratch.npy"))
+  golden_times = np.load(shared_path("i3d", "v_GGSY1Qvo990_i3d_rgb_scratch_times.npy"))
+  float32 = extract.load_extractor("stack64", rgb_scratch, "float32", batch_size=2)
+  assert float32.attrs["weights_kind"] == "rgb_scratch"
+  result = float32.extract(path)
+  assert result.features.shape == (7, 1024)
+  np.testing.assert_array_equal(result.times, golden_times)
+  # The recipe followed exactly (Pillow bilinear): cosine >= 0.99999, relative L2 <= 1e-3.
+  assert _cosine(result.features, golden).min() >= 0.99999
+  relative = np.linalg.norm(result.features - golden, axis=1) / np.linalg.norm(golden, axis=1)
+  assert relative.max() <= 1e-3
+  assert result.duration == pytest.approx(18.158, abs=1e-3)
+  bfloat16 = extract.load_extractor("stack64", rgb_scratch, "mixed_bfloat16", batch_size=2)
+  assert bfloat16.attrs["precision"] == "mixed_bfloat16"
+  low = bfloat16.extract(path)
+  np.testing.assert_array_equal(low.times, golden_times)
+  assert _cosine(low.features, result.features).min() >= 0.99
