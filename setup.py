@@ -11,7 +11,8 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
     "numpy>=1.26,<3",
     "h5py>=3.10,<4",
-    # Video decoding (wheels bundle FFmpeg); 18.x is the last series for Python 3.10-3.11.
+    # PyAV decodes videos with their presentation timestamps (wheels bundle FFmpeg); 18.x is
+    # the last series for Python 3.10-3.11 (19.x needs 3.12).
     "av>=14,<19",
     # The resampler of the I3D recipe (bilinear, antialiased when downscaling).
     "pillow>=10,<14",

@@ -214,14 +214,18 @@ def _file_sha256(path: str) -> str:
 
 def _read_tf_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  reader = tf.train.load_checkpoint(prefix)
-  names = sorted(reader.get_variable_to_shape_map())
-  ours = [name for name in names if name.startswith(TF_SCOPE)]
-  if not ours:
-    raise ValueError(f"{prefix}: no variable under {TF_SCOPE} (DeepMind's RGB I3D scope); "
-                     f"found {names[:5]}{' ...' if len(names) > 5 else ''}")
-  # Other scopes (the Flow stream of a joint checkpoint, global_step) are not this model's.
-  return {name: reader.get_tensor(name) for name in ours}
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    names = sorted(reader.get_variable_to_shape_map())
+    ours = [name for name in names if name.startswith(TF_SCOPE)]
+    if not ours:
+      raise ValueError(f"{prefix}: no variable under {TF_SCOPE} (DeepMind's RGB I3D scope); "
+                       f"found {names[:5]}{' ...' if len(names) > 5 else ''}")
+    # Other scopes (the Flow stream of a joint checkpoint, global_step) are not this model's.
+    # Every read checks the tensor's crc32c recorded in the index.
+    return {name: reader.get_tensor(name) for name in ours}
+  except tf.errors.OpError as error:
+    raise ValueError(f"{prefix}: unreadable TF checkpoint: {error.message}") from None
 
 
 def _read_source(source: str) -> Tuple[Dict[str, np.ndarray], str, Optional[str]]:
