@@ -47,7 +47,7 @@ class Extractor:
                precision: str = "float32", batch_size: int = 1):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    self.preset, self.batch_size = preset, batch_size
+    self.model, self.preset, self.batch_size = model, preset, batch_size
     self.attrs = {
         "extractor": "i3d_rgb", "format_version": FORMAT_VERSION, "preset": preset.name,
         "fps": preset.fps, "stack_frames": preset.stack_frames,

@@ -40,3 +40,29 @@ def test_features_match_the_reference_pipeline_in_float32_and_bfloat16(rgb_scrat
   low = bfloat16.extract(path)
   np.testing.assert_array_equal(low.times, golden_times)
   assert _cosine(low.features, result.features).min() >= 0.99
+
+
+@pytest.mark.slow
+def test_vslnet_rows_are_the_pooled_map_positions(rgb_scratch, tmp_path):
+  """Each 24-frame window gives the two time positions of the pooled Mixed_5c map; their mean
+  is the network's own clip feature of the same frames."""
+  from sscs_tf.features import video  # pylint: disable=import-outside-toplevel
+  from tests.features import tiny_videos  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, [50, 240, 320, 3], dtype=np.uint8)
+  path = tiny_videos.write_video(str(tmp_path / "clip.mkv"), [round(1000 * i / 24)
+                                                               for i in range(50)], 320, 240,
+                                 pattern=lambda i: images[i])
+  extractor = extract.load_extractor("vslnet", rgb_scratch, "float32")
+  result = extractor.extract(path)
+  # 50 frames: windows [0, 24), [24, 48) and, for start 48, [25, 49) (VSLNet's loop).
+  assert result.features.shape == (6, 1024)
+  np.testing.assert_allclose(result.times, [[0, 0.5], [0.5, 1], [1, 1.5], [1.5, 2],
+                                            [25 / 24, 37 / 24], [37 / 24, 49 / 24]])
+  stacks = list(video.stacks(path, video.PRESETS["vslnet"]))
+  model = extractor.model
+  for w, stack in enumerate(stacks):
+    feature = model(stack.frames[None], training=False)["feature"].numpy()[0]
+    np.testing.assert_allclose(result.features[2 * w:2 * w + 2].mean(axis=0), feature,
+                               rtol=1e-4, atol=1e-5)
+  assert _cosine(result.features[:1], result.features[1:2])[0] < 0.9999  # two different rows
