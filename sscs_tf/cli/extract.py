@@ -30,14 +30,15 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "Stacks per network call.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from sscs_tf.features import extract, store  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from sscs_tf.features import extract, i3d_weights, store
   try:
     paths = extract.find_videos(_VIDEOS.value)
     extract.check_ids(paths)
     extractor = extract.load_extractor(_PRESET.value, _WEIGHTS.value, _PRECISION.value,
                                        _BATCH_SIZE.value)
     summary = extract.extract_videos(paths, _OUTPUT.value, extractor)
-  except (OSError, ValueError, store.StoreError) as error:
+  except (OSError, ValueError, store.StoreError, i3d_weights.WeightsUnavailableError) as error:
     sys.exit(f"sscs-extract: {error}")
   for path, reason in summary.failed:
     print(f"failed\t{path}\t{reason}")

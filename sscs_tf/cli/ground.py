@@ -35,13 +35,16 @@ _FORCE = flags.DEFINE_bool("force", False, "With --video: extract even when the 
 
 
 def _video_features(model_dir: str, path: str):
-  from sscs_tf.features import extract, video  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from sscs_tf.features import extract, i3d_weights, video
   recorded = export_lib.read_extractor(model_dir)
   try:
     extractor = extract.extractor_for(recorded, _WEIGHTS.value, _PRESET.value,
                                       _PRECISION.value, _FORCE.value)
   except extract.KindError as error:
     raise ValueError(f"{model_dir}: {error}") from None
+  except i3d_weights.WeightsUnavailableError as error:
+    raise ValueError(str(error)) from None
   try:
     result = extractor.extract(path)
   except video.VideoError as error:

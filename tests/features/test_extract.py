@@ -158,3 +158,18 @@ RECORDED = {"extractor": "i3d_rgb", "preset": "stack64", "weights_kind": "rgb_sc
 def test_features_of_another_kind_are_refused_for_a_model(recorded, kwargs, message):
   with pytest.raises(extract.KindError, match=message):
     extract.extractor_for(recorded, **kwargs)
+
+
+def test_command_ends_a_deliberate_error_with_one_line(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from tests.testing import REPO_ROOT  # pylint: disable=import-outside-toplevel
+  result = subprocess.run(
+      [sys.executable, "-m", "sscs_tf.cli.extract", f"--videos={tmp_path / 'none*.mp4'}",
+       f"--output={tmp_path / 'f.h5'}"], capture_output=True, text=True, timeout=300,
+      cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"sscs-extract: --videos {tmp_path / 'none*.mp4'}: no such file or folder, and no file "
+      "matches it")
+  assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "f.h5")
