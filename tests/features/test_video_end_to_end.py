@@ -11,6 +11,7 @@ import h5py
 import pytest
 
 from sscs_tf import export_lib, train_lib
+from sscs_tf.features import i3d_weights
 from tests.features.tiny_videos import write_audio_only
 from tests.testing import REPO_ROOT, shared_path
 from tests.testing_train import tiny_config
@@ -18,21 +19,19 @@ from tests.testing_train import tiny_config
 VIDEO_ID = "v_GGSY1Qvo990"  # in val_1 (3 sentences) and val_2 of ActivityNet Captions
 
 
-def _run(module, *args):
+def _run(module, *args, cache_dir=""):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+  if cache_dir:  # where the weights fixture put them, so the tools do not fetch them again
+    env["SSCS_CACHE_DIR"] = cache_dir
   return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                         timeout=900, cwd=REPO_ROOT, env=env)
 
 
 @pytest.mark.slow
-def test_real_video_from_file_to_grounded_sentence(tmp_path):
+def test_real_video_from_file_to_grounded_sentence(tmp_path, rgb_scratch_weights):
   video = shared_path("i3d", f"{VIDEO_ID}.mp4")
   annotations = shared_path("annotations", "activitynet_captions")
-  try:
-    from sscs_tf.features import i3d_weights  # pylint: disable=import-outside-toplevel
-    i3d_weights.resolve_weights("rgb_scratch")
-  except i3d_weights.WeightsUnavailableError as error:
-    pytest.skip(f"rgb_scratch weights not cached and not downloadable: {error}")
+  cache_dir = os.path.dirname(rgb_scratch_weights)
   videos = tmp_path / "videos"
   videos.mkdir()
   os.symlink(video, videos / f"{VIDEO_ID}.mp4")
@@ -41,7 +40,7 @@ def test_real_video_from_file_to_grounded_sentence(tmp_path):
 
   features = str(tmp_path / "features.h5")
   extracted = _run("sscs_tf.cli.extract", f"--videos={videos}", f"--output={features}",
-                   "--precision=mixed_bfloat16", "--batch_size=7")
+                   "--precision=mixed_bfloat16", "--batch_size=7", cache_dir=cache_dir)
   assert extracted.returncode == 1, extracted.stderr[-3000:]  # one video failed
   assert "failed\t" in extracted.stdout and "broken.mp4" in extracted.stdout
   summary = extracted.stdout.strip().splitlines()[-1]
@@ -74,7 +73,7 @@ def test_real_video_from_file_to_grounded_sentence(tmp_path):
 
   sentence = "She lifts a barbell to her chest."  # val_1, [2.91, 6.54] s
   grounded = _run("sscs_tf.cli.ground", f"--model={tmp_path / 'model'}", f"--video={video}",
-                  f"--query={sentence}", "--precision=mixed_bfloat16")
+                  f"--query={sentence}", "--precision=mixed_bfloat16", cache_dir=cache_dir)
   assert grounded.returncode == 0, grounded.stderr[-3000:]
   print(grounded.stdout)
   lines = grounded.stdout.splitlines()

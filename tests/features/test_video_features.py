@@ -4,16 +4,13 @@ features of the same ActivityNet video (docs/video.md gives the recipe and the f
 import numpy as np
 import pytest
 
-from sscs_tf.features import extract, i3d_weights
+from sscs_tf.features import extract
 from tests.testing import shared_path
 
 
-@pytest.fixture(scope="module")
-def rgb_scratch():
-  try:
-    return i3d_weights.resolve_weights("rgb_scratch")
-  except i3d_weights.WeightsUnavailableError as error:
-    pytest.skip(f"rgb_scratch weights not cached and not downloadable: {error}")
+@pytest.fixture(name="rgb_scratch")
+def rgb_scratch_fixture(rgb_scratch_weights):
+  return rgb_scratch_weights
 
 
 def _cosine(a, b):
