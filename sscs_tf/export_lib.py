@@ -5,7 +5,9 @@ The `serving_default` signature:
            padding), lengths [B] int32 (valid rows per video), durations [B] float32 (s)
   outputs  segments [B, k, 2] float32 seconds (best first), scores [B, k] float32
            (2D-TAN: k = 5 after NMS, padded with -1 where fewer survive; LGI: k = 1)
-Everything happens in the graph, with the same code as training: the tensorflow-text
+The export also records which extractor made the training features (`assets.extra/
+extractor.json`, from the dataset's meta.json; null when unknown), so that `sscs-ground --video`
+extracts features of the same kind (docs/video.md). Everything happens in the graph, with the same code as training: the tensorflow-text
 tokenizer of `sscs_tf.text`, the feature preprocessing of `sscs_tf.data.preprocess`, the
 model's forward pass. The Sscs branch is not part of it: a model trained with Sscs exports
 exactly the baseline's weights and ops. A process loading it needs `import tensorflow_text`.
@@ -19,10 +21,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import run_dir, text
+from sscs_tf import fileio, run_dir, text
 from sscs_tf.data import preprocess
 
 SIGNATURE = "serving_default"
+EXTRACTOR_FILE = os.path.join("assets.extra", "extractor.json")
 
 
 def _assert(condition, *message):
@@ -168,11 +171,31 @@ class ServingModule(tf.Module):
     return {"segments": segments, "scores": scores}
 
 
-def export(model, config, vocabulary: text.Vocabulary, output_dir: str) -> str:
-  """Writes the SavedModel to `output_dir` and returns it."""
+def export(model, config, vocabulary: text.Vocabulary, output_dir: str,
+           extractor=None) -> str:
+  """Writes the SavedModel to `output_dir` (with `extractor`, the training features'
+  extractor attributes or None) and returns it."""
   module = ServingModule(model, config, vocabulary)
   tf.saved_model.save(module, output_dir, signatures={SIGNATURE: module.serve})
+  fileio.atomic_write_json(os.path.join(output_dir, EXTRACTOR_FILE), {"extractor": extractor})
   return output_dir
+
+
+def training_extractor(config):
+  """The extractor attributes meta.json records for the run's data (None when unknown)."""
+  path = os.path.join(config.data.data_dir, "meta.json")
+  if not os.path.exists(path):
+    logging.warning("%s not found: the export will not say which features it expects", path)
+    return None
+  return fileio.read_json(path).get("extractor")
+
+
+def read_extractor(model_dir: str):
+  """What `export` recorded: the extractor attributes, or None (unknown, older exports)."""
+  path = os.path.join(model_dir, EXTRACTOR_FILE)
+  if not os.path.exists(path):
+    return None
+  return fileio.read_json(path).get("extractor")
 
 
 def export_run(workdir: str, output: str, checkpoint: str = "best") -> str:
@@ -183,7 +206,7 @@ def export_run(workdir: str, output: str, checkpoint: str = "best") -> str:
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
   try:
-    export(model, config, vocabulary, os.path.join(tmp, "model"))
+    export(model, config, vocabulary, os.path.join(tmp, "model"), training_extractor(config))
     if os.path.exists(output):
       shutil.rmtree(output)
     os.replace(os.path.join(tmp, "model"), output)

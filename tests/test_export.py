@@ -204,3 +204,18 @@ def test_ground_command_reports_a_refused_request(exported, tmp_path, args, mess
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("sscs-ground: ") and "refused the request" in last, result.stderr[-2000:]
   assert message in last and "Traceback" not in result.stderr
+
+
+def test_ground_video_refuses_a_model_of_unknown_features(exported, tmp_path):
+  # The demo data's features were not made by sscs-extract: their kind is not recorded.
+  assert export_lib.read_extractor(str(exported / "model")) is None
+  with open(exported / "model" / export_lib.EXTRACTOR_FILE) as f:
+    assert json.load(f) == {"extractor": None}
+  result = subprocess.run(
+      [sys.executable, "-m", "sscs_tf.cli.ground", f"--model={exported / 'model'}",
+       f"--video={tmp_path / 'clip.mp4'}", "--query=a person sits"],
+      capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("sscs-ground: ") and "does not record which extractor" in last
+  assert "--force" in last and "Traceback" not in result.stderr

@@ -169,3 +169,18 @@ def test_command_line(charades, tmp_path):
   assert ("train, tan protocol: 3 queries over 2 videos; dropped: start >= end: 1, end clipped "
           "to the duration: 1") in result.stderr
   assert json.load(open(out / "meta.json"))["feature_dtype"] == "float16"
+
+
+def test_extractor_attributes_are_copied_into_meta(charades, tmp_path):
+  import h5py  # pylint: disable=import-outside-toplevel
+  annotation_dir, _, arrays = charades
+  features = fixtures.write_hdf5(tmp_path / "f.h5", arrays)
+  meta = _convert(annotation_dir, str(features), tmp_path / "plain")
+  assert meta["extractor"] is None  # not written by sscs-extract: unknown
+  attrs = {"extractor": "i3d_rgb", "preset": "stack64", "fps": 25,
+           "weights_kind": "rgb_scratch", "weights_sha256": "0f" * 32}
+  with h5py.File(features, "a") as f:
+    f.attrs.update(attrs)
+  _convert(annotation_dir, str(features), tmp_path / "out")
+  meta = json.load(open(tmp_path / "out" / "meta.json"))
+  assert meta["extractor"] == attrs
