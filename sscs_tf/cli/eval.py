@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags, logging
 
-from sscs_tf import eval_lib, fileio, run_dir
+from sscs_tf import cli, eval_lib, fileio, run_dir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)
 _SPLIT = flags.DEFINE_string("split", "", "Split to evaluate (default: the config's eval "
@@ -44,7 +44,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run("sscs-eval", main)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,9 @@ r"""Grounds sentences in your own video features with an exported model.
 trained on (not normalised; the model does that).
 """
 
-import sys
-
 from absl import app, flags
 
-from sscs_tf import grounding
+from sscs_tf import cli, grounding
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel folder from sscs-export.",
                              required=True)
@@ -25,11 +23,8 @@ _QUERY = flags.DEFINE_multi_string("query", None, "Sentence to ground (repeatabl
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    features = grounding.load_features(_FEATURES.value)
-    segments, scores = grounding.ground(_MODEL.value, features, _DURATION.value, _QUERY.value)
-  except (OSError, ValueError) as error:
-    sys.exit(f"sscs-ground: {error}")
+  features = grounding.load_features(_FEATURES.value)
+  segments, scores = grounding.ground(_MODEL.value, features, _DURATION.value, _QUERY.value)
   for query, query_segments, query_scores in zip(_QUERY.value, segments, scores):
     print(f"{query}")
     for rank, ((start, end), score) in enumerate(zip(query_segments, query_scores), 1):
@@ -38,7 +33,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run("sscs-ground", main)
 
 
 if __name__ == "__main__":
