@@ -13,7 +13,8 @@ Output directory:
 Re-running over an existing directory is safe: everything is written to a temporary folder
 first, the old meta.json is removed before the new files are renamed into place (so a run
 killed half-way leaves no meta.json rather than a mixed dataset), and files of the old run
-that the new one does not list are deleted at the end. Only names this module gives (shards,
+that the new one does not list are deleted at the end (their list is kept in
+.replacing.json meanwhile, so a run killed before that deletes them next time). Only names this module gives (shards,
 vocab.txt, embeddings.npy, skipped.tsv, directly inside the output directory) are ever
 deleted: an old meta.json listing anything else is refused before anything is written. The
 temporary folders (`.tmp-*`) a killed run leaves behind are removed by the next run.
@@ -35,6 +36,7 @@ from data_prep import glove as glove_lib
 from data_prep.annotations import SplitAnnotations
 from data_prep.features import FeatureError, FeatureSource
 from sscs_tf import fileio, text
+from sscs_tf.faults import fault_point
 from sscs_tf.data import example
 
 META_FILE = "meta.json"
@@ -43,7 +45,11 @@ TMP_PREFIX = ".tmp-"
 # The only names a conversion writes, hence the only ones a re-run may delete.
 _OWN_FILE = re.compile(r"[A-Za-z0-9_]+-\d{5}-of-\d{5}\.tfrecord|vocab\.txt|embeddings\.npy|"
                        r"skipped\.tsv")
-_STALE = re.compile(re.escape(TMP_PREFIX) + r"[A-Za-z0-9_]+|\.meta\.json\.[A-Za-z0-9_]+\.tmp")
+_STALE = re.compile(re.escape(TMP_PREFIX) + r"[A-Za-z0-9_]+|"
+                    r"\.(meta|replacing)\.json\.[A-Za-z0-9_]+\.tmp")
+# While a re-run swaps its files in, the old run's list lives here: a kill then costs no
+# stray file, the next run deletes what this list names.
+REPLACING_FILE = ".replacing.json"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -150,6 +156,7 @@ def _write_split(split, tokens, vocab, source, options, tmp_dir):
                                     by_video[video_id], options.feature_dtype)
       writers[i % num_shards].write(record)
       progress.step()
+      fault_point("video written")
   finally:
     for writer in writers:
       writer.close()
@@ -229,24 +236,28 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
 
 
 def _old_files(output_dir: str) -> set[str]:
-  """The files an earlier conversion into `output_dir` wrote (its meta.json's list); a
-  meta.json naming anything else (another folder, a name this module never gives) is not
-  ours to act on."""
-  meta_path = os.path.join(output_dir, META_FILE)
-  if not os.path.exists(meta_path):
-    return set()
-  try:
-    listed = _listed_files(fileio.read_json(meta_path))
-  except (ValueError, AttributeError, TypeError) as e:
-    raise ConversionError(f"{meta_path} is not a meta.json this converter wrote ({e}); move "
-                          "it away or pick another --output_dir") from None
-  for name in listed:
-    if not (isinstance(name, str) and _OWN_FILE.fullmatch(name)
-            and fileio.contained_path(output_dir, name)):
-      raise ConversionError(f"{meta_path} lists {name!r}, which is not a file this converter "
-                            "writes inside the output directory; refusing to replace or "
-                            "delete it (move the meta.json away or pick another --output_dir)")
-  return set(listed)
+  """The files earlier conversions into `output_dir` wrote (the lists of its meta.json and
+  of an interrupted swap); a list naming anything else (another folder, a name this module
+  never gives) is not ours to act on."""
+  names = set()
+  for listing in (META_FILE, REPLACING_FILE):
+    path = os.path.join(output_dir, listing)
+    if not os.path.exists(path):
+      continue
+    try:
+      content = fileio.read_json(path)
+      listed = _listed_files(content) if listing == META_FILE else list(content)
+    except (ValueError, AttributeError, TypeError) as e:
+      raise ConversionError(f"{path} is not a file this converter wrote ({e}); move it away "
+                            "or pick another --output_dir") from None
+    for name in listed:
+      if not (isinstance(name, str) and _OWN_FILE.fullmatch(name)
+              and fileio.contained_path(output_dir, name)):
+        raise ConversionError(f"{path} lists {name!r}, which is not a file this converter "
+                              "writes inside the output directory; refusing to replace or "
+                              "delete it (move it away or pick another --output_dir)")
+    names.update(listed)
+  return names
 
 
 def _remove_stale(output_dir: str) -> None:
@@ -264,16 +275,21 @@ def _remove_stale(output_dir: str) -> None:
 def _commit(output_dir: str, tmp_dir: str, meta: dict, old_files: set[str]) -> None:
   """Moves the new files into place; meta.json goes last and marks the dataset complete."""
   meta_path = os.path.join(output_dir, META_FILE)
+  replacing = os.path.join(output_dir, REPLACING_FILE)
+  fileio.atomic_write_json(replacing, sorted(old_files))
   if os.path.exists(meta_path):
     os.remove(meta_path)
   new_files = _listed_files(meta)
   for name in new_files:
+    fault_point("file moved into place")
     os.replace(os.path.join(tmp_dir, name), os.path.join(output_dir, name))
   fileio.atomic_write_json(meta_path, meta)
-  for name in old_files - set(new_files):
+  for name in sorted(old_files - set(new_files)):
+    fault_point("old file removed")
     path = os.path.join(output_dir, name)
     if os.path.exists(path):
       os.remove(path)
+  os.remove(replacing)
 
 
 def _listed_files(meta: dict) -> list[str]:

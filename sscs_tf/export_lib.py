@@ -122,9 +122,14 @@ class ServingModule(tf.Module):
     ])
 
   def _check(self, sentences, features, lengths, durations, num_words):
-    shape = tf.shape(features)
+    # A loaded signature does not enforce its ranks: the shape is padded so that reading
+    # its third entry cannot fail before the rank check names the problem.
+    rank = tf.rank(features)
+    shape = tf.concat([tf.shape(features), tf.zeros([3], tf.int32)], axis=0)
     batch = shape[0]
     return [
+        _assert(tf.equal(rank, 3), f"features must be [batch, T, {self.feature_dim}]: got "
+                "rank", rank),
         _assert(tf.equal(shape[2], self.feature_dim), "features must be [batch, T, "
                 f"{self.feature_dim}]: got width", shape[2]),
         _assert(shape[1] > 0, "features hold no rows (T = 0)"),
@@ -134,8 +139,8 @@ class ServingModule(tf.Module):
                 tf.size(lengths), tf.size(durations)),
         _assert(tf.reduce_all((lengths > 0) & (lengths <= shape[1])), "lengths must be in "
                 "[1, T]; T is", shape[1], "lengths are", lengths),
-        _assert(tf.reduce_all(durations > 0), "durations must be positive seconds: got",
-                durations),
+        _assert(tf.reduce_all(tf.math.is_finite(durations) & (durations > 0)),
+                "durations must be positive seconds, finite: got", durations),
         _assert(tf.reduce_all(num_words > 0), "empty sentence (no word) at batch indices",
                 tf.where(num_words <= 0)[:, 0]),
         _assert(tf.reduce_all(tf.math.is_finite(features)), "features hold NaN or Inf"),

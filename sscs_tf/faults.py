@@ -1,23 +1,27 @@
 """Named points where a kill is most harmful (between the writes of a save), for the
 fault-injection tests of docs/reliability.md.
 
-`fault_point(name)` does nothing unless SSCS_KILL_AT_FAULT_POINT=k is set; then the process
-kills itself with SIGKILL at the k-th point it passes (1-based, every name counted), as an
-operating system or a user's `kill -9` would: no exception handler, no `finally`, no flush.
+`fault_point(name)` does nothing unless SSCS_KILL_AT_FAULT_POINT is set; then the process
+kills itself with SIGKILL, as an operating system or a user's `kill -9` would (no exception
+handler, no `finally`, no flush), at
+  * `k`: the k-th point it passes, every name counted (1-based), or
+  * `name:k`: the k-th time it passes the point called `name`.
 """
 
+import collections
 import os
 import signal
 
 ENV = "SSCS_KILL_AT_FAULT_POINT"
-_passed = 0
+_passed = collections.Counter()
 
 
-def fault_point(name: str) -> None:  # pylint: disable=unused-argument  (read in a debugger)
-  global _passed
+def fault_point(name: str) -> None:
   target = os.environ.get(ENV)
   if not target:
     return
-  _passed += 1
-  if _passed == int(target):
+  _passed[name] += 1
+  _passed[""] += 1
+  wanted, _, count = target.rpartition(":")
+  if _passed[wanted] == int(count):
     os.kill(os.getpid(), signal.SIGKILL)

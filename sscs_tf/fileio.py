@@ -11,6 +11,8 @@ import tempfile
 
 import numpy as np
 
+from sscs_tf.faults import fault_point
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):
@@ -23,6 +25,7 @@ def atomic_path(path: str):
   os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
   try:
     yield tmp
+    fault_point("atomic rename")
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
