@@ -14,7 +14,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8,<10"],
+    "test": ["pytest>=8,<10", "hypothesis>=6,<7"],
     # Only needed to import the authors' released 2D-TAN .pkl checkpoints.
     "torch": ["torch>=2.0"],
 }

@@ -254,6 +254,13 @@ def _video_entry(entry, duration_of, time_scale_of):
   return duration, scale, timestamps, sentences
 
 
+def _as_float(value) -> float:
+  """A JSON number (or numeric string) as float; true/false are not numbers here."""
+  if isinstance(value, bool):
+    raise TypeError(f"{value!r} is not a number")
+  return float(value)
+
+
 def _read_json_split(json_path, split, skip_malformed, duration_of, time_scale_of):
   """Shared walk over {video: {timestamps, sentences, ...}} files (TACoS, ActivityNet)."""
   builder = _Builder(split, skip_malformed)
@@ -272,8 +279,10 @@ def _read_json_split(json_path, split, skip_malformed, duration_of, time_scale_o
     for index, (stamp, sentence) in enumerate(zip(timestamps, sentences)):
       location = f"{where}:{index}"
       try:
-        start, end = (float(t) for t in stamp)
-      except (TypeError, ValueError):
+        if not (isinstance(stamp, list) and len(stamp) == 2):
+          raise TypeError
+        start, end = (_as_float(t) for t in stamp)
+      except (TypeError, ValueError, OverflowError):
         builder.malformed(location, f"timestamp {stamp!r} is not a [start, end] pair")
         continue
       if not isinstance(sentence, str):
@@ -287,12 +296,13 @@ def _read_json_split(json_path, split, skip_malformed, duration_of, time_scale_o
 def read_tacos(json_path: str, split: str, skip_malformed: bool = False) -> SplitAnnotations:
   """2D-TAN's TACoS json: timestamps in frames, duration = num_frames / fps."""
   return _read_json_split(json_path, split, skip_malformed,
-                          duration_of=lambda e: float(e["num_frames"]) / float(e["fps"]),
-                          time_scale_of=lambda e: e["fps"])
+                          duration_of=lambda e: _as_float(e["num_frames"]) / _as_float(e["fps"]),
+                          time_scale_of=lambda e: _as_float(e["fps"]))
 
 
 def read_activitynet(json_path: str, split: str,
                      skip_malformed: bool = False) -> SplitAnnotations:
   """ActivityNet Captions json: timestamps and duration in seconds."""
   return _read_json_split(json_path, split, skip_malformed,
-                          duration_of=lambda e: e["duration"], time_scale_of=lambda e: 1.0)
+                          duration_of=lambda e: _as_float(e["duration"]),
+                          time_scale_of=lambda e: 1.0)
