@@ -123,22 +123,25 @@ class ServingModule(tf.Module):
 
   def _check(self, sentences, features, lengths, durations, num_words):
     # A loaded signature does not enforce its ranks: the shape is padded so that reading
-    # its third entry cannot fail before the rank check names the problem.
+    # its third entry cannot fail, and the checks that read it only speak for rank 3, so a
+    # request of another rank fails the rank check alone.
     rank = tf.rank(features)
+    other_rank = tf.not_equal(rank, 3)
     shape = tf.concat([tf.shape(features), tf.zeros([3], tf.int32)], axis=0)
     batch = shape[0]
     return [
-        _assert(tf.equal(rank, 3), f"features must be [batch, T, {self.feature_dim}]: got "
-                "rank", rank),
-        _assert(tf.equal(shape[2], self.feature_dim), "features must be [batch, T, "
-                f"{self.feature_dim}]: got width", shape[2]),
-        _assert(shape[1] > 0, "features hold no rows (T = 0)"),
-        _assert(tf.equal(tf.size(sentences), batch) & tf.equal(tf.size(lengths), batch)
-                & tf.equal(tf.size(durations), batch), "sentences, features, lengths and "
-                "durations must have the same batch size: got", tf.size(sentences), batch,
-                tf.size(lengths), tf.size(durations)),
-        _assert(tf.reduce_all((lengths > 0) & (lengths <= shape[1])), "lengths must be in "
-                "[1, T]; T is", shape[1], "lengths are", lengths),
+        _assert(~other_rank, f"features must be [batch, T, {self.feature_dim}]: got rank",
+                rank),
+        _assert(other_rank | tf.equal(shape[2], self.feature_dim), "features must be "
+                f"[batch, T, {self.feature_dim}]: got width", shape[2]),
+        _assert(other_rank | (shape[1] > 0), "features hold no rows (T = 0)"),
+        _assert(other_rank | (tf.equal(tf.size(sentences), batch)
+                              & tf.equal(tf.size(lengths), batch)
+                              & tf.equal(tf.size(durations), batch)),
+                "sentences, features, lengths and durations must have the same batch size: "
+                "got", tf.size(sentences), batch, tf.size(lengths), tf.size(durations)),
+        _assert(other_rank | tf.reduce_all((lengths > 0) & (lengths <= shape[1])),
+                "lengths must be in [1, T]; T is", shape[1], "lengths are", lengths),
         _assert(tf.reduce_all(tf.math.is_finite(durations) & (durations > 0)),
                 "durations must be positive seconds, finite: got", durations),
         _assert(tf.reduce_all(num_words > 0), "empty sentence (no word) at batch indices",

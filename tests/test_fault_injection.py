@@ -96,6 +96,7 @@ def _files(directory):
 
 @pytest.mark.slow
 def test_conversion_killed_at_random_moments_ends_byte_identical(tmp_path):
+  # case_fault_conversion_kills
   raw = demo.write_raw(str(tmp_path / "raw"), 0, num_train_videos=8, num_test_videos=4,
                        feature_dim=32)
 
@@ -137,6 +138,7 @@ def _train_command(data_dir, workdir):
 @pytest.mark.slow
 def test_training_killed_at_random_moments_ends_with_the_same_checkpoints(tiny_records,
                                                                          tmp_path):
+  # case_fault_training_kills
   rng = np.random.default_rng(SEED + 1)
   # Every kind of save is hit, at several moments of the run.
   names = ["checkpoint save", "checkpoint saved", "best save", "best saved", "atomic rename"]
