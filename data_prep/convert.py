@@ -13,10 +13,10 @@ Output directory:
 Re-running over an existing directory is safe: everything is written to a temporary folder
 first, the old meta.json is removed before the new files are renamed into place (so a run
 killed half-way leaves no meta.json rather than a mixed dataset), and files of the old run
-that the new one does not list are deleted at the end (their list is kept in
-.replacing.json meanwhile, so a run killed before that deletes them next time). Only names this module gives (shards,
-vocab.txt, embeddings.npy, skipped.tsv, directly inside the output directory) are ever
-deleted: an old meta.json listing anything else is refused before anything is written. The
+that the new one does not list are deleted at the end (their list is kept in .replacing.json
+meanwhile, so a run killed before that deletes them next time). Only names this module gives
+(shards, vocab.txt, embeddings.npy, skipped.tsv, directly inside the output directory) are
+ever deleted: an old meta.json listing anything else is refused before anything is written. The
 temporary folders (`.tmp-*`) a killed run leaves behind are removed by the next run.
 """
 

@@ -101,7 +101,9 @@ def _nearest_field(override: str, paths: list[str]) -> str:
   unknown = f"the config has no field {'.'.join(parts[:depth + 1])!r}"
   if close:
     return f"{unknown}; did you mean {'.'.join(parts[:depth] + close)!r}?"
-  ratio = lambda p: difflib.SequenceMatcher(None, parts[-1], p.rsplit(".", 1)[-1]).ratio()  # noqa: E731
+  def ratio(path):
+    return difflib.SequenceMatcher(None, parts[-1], path.rsplit(".", 1)[-1]).ratio()
+
   best = max(paths, key=ratio)
   return f"{unknown}; did you mean {best!r}?" if ratio(best) >= 0.75 else unknown
 
