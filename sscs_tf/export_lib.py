@@ -2,7 +2,8 @@
 
 The `serving_default` signature:
   inputs   sentences [B] string, features [B, T, D] float32 (any T; rows past `lengths` are
-           padding), lengths [B] int32 (valid rows per video), durations [B] float32 (s)
+           padding; declared of unknown rank so that another rank is refused by name),
+           lengths [B] int32 (valid rows per video), durations [B] float32 (s)
   outputs  segments [B, k, 2] float32 seconds (best first), scores [B, k] float32
            (2D-TAN: k = 5 after NMS, padded with -1 where fewer survive; LGI: k = 1)
 Everything happens in the graph, with the same code as training: the tensorflow-text
@@ -116,15 +117,16 @@ class ServingModule(tf.Module):
     self.num_segments = int(config.data.num_segments)
     self.serve = tf.function(self._serve, input_signature=[
         tf.TensorSpec([None], tf.string, name="sentences"),
-        tf.TensorSpec([None, None, None], tf.float32, name="features"),
+        # Any rank: a loaded signature would not enforce one, and a static rank would fold
+        # the rank check away; _check refuses all but [B, T, D].
+        tf.TensorSpec(None, tf.float32, name="features"),
         tf.TensorSpec([None], tf.int32, name="lengths"),
         tf.TensorSpec([None], tf.float32, name="durations"),
     ])
 
   def _check(self, sentences, features, lengths, durations, num_words):
-    # A loaded signature does not enforce its ranks: the shape is padded so that reading
-    # its third entry cannot fail, and the checks that read it only speak for rank 3, so a
-    # request of another rank fails the rank check alone.
+    # The shape is padded so that reading its third entry cannot fail, and the checks that
+    # read it only speak for rank 3, so a request of another rank fails the rank check alone.
     rank = tf.rank(features)
     other_rank = tf.not_equal(rank, 3)
     shape = tf.concat([tf.shape(features), tf.zeros([3], tf.int32)], axis=0)
@@ -167,6 +169,7 @@ class ServingModule(tf.Module):
                                              num_words)):
       features, lengths, durations, word_ids, num_words = (
           tf.identity(t) for t in (features, lengths, durations, word_ids, num_words))
+    features = tf.ensure_shape(features, [None, None, self.feature_dim])
     video, mask = tf.map_fn(self._prepare_video, (features, lengths), fn_output_signature=(
         tf.TensorSpec([self.num_segments, self.feature_dim], tf.float32),
         tf.TensorSpec([self.num_segments], tf.float32)))
