@@ -4,6 +4,7 @@ The reference names its modules frame_layer, prop_layer, fusion_layer, map_layer
 pred_layer; its layouts are channels-first. 1x1 convolutions are Dense layers here.
 """
 
+import os
 import pickle
 from typing import Dict, Mapping
 
@@ -102,6 +103,8 @@ def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
   Unwraps a 'model' or 'state_dict' entry and the 'module.' prefix DataParallel adds. Needs
   PyTorch, an optional extra.
   """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Checkpoint {path} not found.")
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as error:

@@ -152,8 +152,11 @@ def test_mismatches_name_the_parameter(change, message):
 
 def test_torch_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+  (tmp_path / "model.pkl").write_bytes(b"")
   with pytest.raises(ImportError, match=r"pip install 'sscs_tf\[torch\]'"):
     tan_import.load_torch_checkpoint(str(tmp_path / "model.pkl"))
+  with pytest.raises(FileNotFoundError, match="absent.pkl not found"):
+    tan_import.load_torch_checkpoint(str(tmp_path / "absent.pkl"))
 
 
 def test_torch_checkpoint_is_unwrapped(tmp_path):
