@@ -117,8 +117,9 @@ class ServingModule(tf.Module):
     self.num_segments = int(config.data.num_segments)
     self.serve = tf.function(self._serve, input_signature=[
         tf.TensorSpec([None], tf.string, name="sentences"),
-        # Any rank: a loaded signature would not enforce one, and a static rank would fold
-        # the rank check away; _check refuses all but [B, T, D].
+        # Any rank: a loaded signature would not enforce one, and a static rank (here or
+        # from an ensure_shape downstream) lets the graph optimizer fold the rank check
+        # away; _check refuses all but [B, T, D].
         tf.TensorSpec(None, tf.float32, name="features"),
         tf.TensorSpec([None], tf.int32, name="lengths"),
         tf.TensorSpec([None], tf.float32, name="durations"),
@@ -169,7 +170,6 @@ class ServingModule(tf.Module):
                                              num_words)):
       features, lengths, durations, word_ids, num_words = (
           tf.identity(t) for t in (features, lengths, durations, word_ids, num_words))
-    features = tf.ensure_shape(features, [None, None, self.feature_dim])
     video, mask = tf.map_fn(self._prepare_video, (features, lengths), fn_output_signature=(
         tf.TensorSpec([self.num_segments, self.feature_dim], tf.float32),
         tf.TensorSpec([self.num_segments], tf.float32)))
