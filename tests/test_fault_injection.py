@@ -156,12 +156,15 @@ def test_training_killed_at_random_moments_ends_with_the_same_checkpoints(tiny_r
                                                                          tmp_path):
   # case_fault_training_kills
   rng = np.random.default_rng(SEED + 1)
-  # Every kind of save is hit, at several moments of the run.
-  names = ["checkpoint save", "checkpoint saved", "best save", "best saved", "atomic rename"]
-  point_kills = [f"{names[i % 5]}:{rng.integers(1, 4) if i % 5 < 2 else 1}"
-                 for i in range(12)]
+  # Every kind of save is hit; each of these points is reached by the run it kills: the
+  # first evaluation always saves a best (before best.json exists), and the later kills
+  # move the run on by at most one step each (26 steps in all).
+  point_kills = (["checkpoint saved:1", "best save:1", "best saved:1",
+                  "atomic rename:2"]  # 1: config.json, 2: best.json of the first best
+                 + list(rng.choice(["checkpoint save:1", "checkpoint saved:1",
+                                    "atomic rename:1"], 12)))
   # Kills after the first step of a run: during steps, checkpoint saves, evaluations.
-  delay_kills = [float(d) for d in rng.uniform(0.0, 1.0, 10)]
+  delay_kills = [float(d) for d in rng.uniform(0.0, 1.0, 8)]
   chains = []
   for name, kills in (("points", point_kills), ("delays", delay_kills)):
     logs = tmp_path / f"{name}_logs"

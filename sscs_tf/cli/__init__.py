@@ -52,6 +52,13 @@ def _quiet_import() -> None:
       os.close(saved)
   import logging  # pylint: disable=import-outside-toplevel
   logging.getLogger("tensorflow").setLevel(logging.ERROR)
+  # Some TensorFlow modules log through absl itself ("Sharding callback duration" at every
+  # checkpoint): their records below ERROR are dropped, the tools' own records pass.
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  package = os.path.dirname(tensorflow.__file__) + os.sep
+  absl_logging.get_absl_logger().addFilter(
+      lambda record: record.levelno >= logging.ERROR
+      or not record.pathname.startswith(package))
 
 
 if not verbose():
