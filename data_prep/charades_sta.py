@@ -15,10 +15,11 @@ SPLITS = ("train", "test")
 
 def read_splits(annotation_dir: str, skip_malformed: bool = False):
   csvs = [os.path.join(annotation_dir, f"Charades_v1_{s}.csv") for s in SPLITS]
-  durations = annotations.read_charades_durations(csvs)
+  invalid = {} if skip_malformed else None
+  durations = annotations.read_charades_durations(csvs, invalid)
   return [annotations.read_charades_sta(
-      os.path.join(annotation_dir, f"charades_sta_{s}.txt"), durations, s, skip_malformed)
-          for s in SPLITS]
+      os.path.join(annotation_dir, f"charades_sta_{s}.txt"), durations, s, skip_malformed,
+      invalid) for s in SPLITS]
 
 
 def run():

@@ -5,7 +5,11 @@ from typing import Callable
 
 from absl import app, flags, logging
 
+from sscs_tf import cli as tool_cli  # first: quiets TensorFlow's start-up  # isort: skip
 from data_prep import convert
+
+TOOLS = {"charades_sta": "sscs-prep-charades", "tacos": "sscs-prep-tacos",
+         "activitynet_captions": "sscs-prep-activitynet"}
 
 FLAGS = flags.FLAGS
 
@@ -51,4 +55,4 @@ def run(dataset: str, read_splits: Callable[[str, bool], list]) -> None:
     convert.convert(dataset, splits, FLAGS.features, FLAGS.output_dir, options_from_flags())
     logging.info("Wrote %s", os.path.join(FLAGS.output_dir, convert.META_FILE))
 
-  app.run(main)
+  tool_cli.run(TOOLS.get(dataset, f"prep-{dataset}"), main)

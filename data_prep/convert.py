@@ -14,12 +14,17 @@ Output directory:
 Re-running over an existing directory is safe: everything is written to a temporary folder
 first, the old meta.json is removed before the new files are renamed into place (so a run
 killed half-way leaves no meta.json rather than a mixed dataset), and files of the old run
-that the new one does not list are deleted at the end.
+that the new one does not list are deleted at the end (their list is kept in .replacing.json
+meanwhile, so a run killed before that deletes them next time). Only names this module gives
+(shards, vocab.txt, embeddings.npy, skipped.tsv, directly inside the output directory) are
+ever deleted: an old meta.json listing anything else is refused before anything is written. The
+temporary folders (`.tmp-*`) a killed run leaves behind are removed by the next run.
 """
 
 import collections
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,10 +38,25 @@ from data_prep.annotations import SplitAnnotations
 from data_prep.features import FeatureError, FeatureSource
 from sscs_tf import fileio, text
 from sscs_tf.data import example, protocol
+from sscs_tf.faults import fault_point
 
 META_FILE = "meta.json"
 # 2: times as annotated with per-query protocol flags, per-protocol counts in meta.json.
 FORMAT_VERSION = 2
+TMP_PREFIX = ".tmp-"
+# The only names a conversion writes, hence the only ones a re-run may delete.
+_OWN_FILE = re.compile(r"[A-Za-z0-9_]+-\d{5}-of-\d{5}\.tfrecord|vocab\.txt|embeddings\.npy|"
+                       r"skipped\.tsv")
+_STALE = re.compile(re.escape(TMP_PREFIX) + r"[A-Za-z0-9_]+|"
+                    r"\.(meta|replacing)\.json\.[A-Za-z0-9_]+\.tmp")
+# While a re-run swaps its files in, the old run's list lives here: a kill then costs no
+# stray file, the next run deletes what this list names.
+REPLACING_FILE = ".replacing.json"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class ConversionError(ValueError):
+  """The output directory holds something a conversion must not touch; names it."""
 
 
 @dataclasses.dataclass
@@ -136,14 +156,28 @@ def _write_split(split, tokens, vocab, source, options, tmp_dir):
   progress = Progress(len(video_ids), f"{split.name}: videos written")
   try:
     for i, video_id in enumerate(video_ids):
-      record = example.encode_video(video_id, split.durations[video_id], source.load(video_id),
+      features = _storable(source.load(video_id), options.feature_dtype,
+                           f"{source.path}: video {video_id}")
+      record = example.encode_video(video_id, split.durations[video_id], features,
                                     by_video[video_id], options.feature_dtype)
       writers[i % num_shards].write(record)
       progress.step()
+      fault_point("video written")
   finally:
     for writer in writers:
       writer.close()
   return names, len(video_ids)
+
+
+def _storable(features: np.ndarray, feature_dtype: str, where: str) -> np.ndarray:
+  """`features` when the storage type holds them; float16 overflows to Inf past 65504."""
+  if feature_dtype == "float16":
+    peak = float(np.abs(features).max())
+    if peak > FLOAT16_MAX:
+      raise FeatureError(f"{where}: values up to {peak:g} exceed float16's range "
+                         f"({FLOAT16_MAX:g}) and would be stored as Inf; use "
+                         "--feature_dtype float32")
+  return features
 
 
 def convert(dataset: str, splits: list[SplitAnnotations], features: str, output_dir: str,
@@ -151,6 +185,7 @@ def convert(dataset: str, splits: list[SplitAnnotations], features: str, output_
   """Writes the dataset; returns the meta.json contents."""
   if options.feature_dtype not in example.FEATURE_DTYPES:
     raise ValueError(f"feature_dtype must be one of {example.FEATURE_DTYPES}")
+  old_files = _old_files(output_dir)
   tokens = {s.name: drop_empty_sentences(s) for s in splits}
   with FeatureSource(features, options.feature_key) as source:
     missing = set(source.missing(q.video_id for s in splits for q in s.queries))
@@ -168,11 +203,12 @@ def convert(dataset: str, splits: list[SplitAnnotations], features: str, output_
                              if protocol.keeps(q.flags, "tan")] for s in splits}
     vocab, matrix, coverage = build_vocabulary(vocab_tokens, options)
     os.makedirs(output_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=output_dir, prefix=".tmp-")
+    _remove_stale(output_dir)
+    tmp_dir = tempfile.mkdtemp(dir=output_dir, prefix=TMP_PREFIX)
     try:
       meta = _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, features,
                         options, tmp_dir)
-      _commit(output_dir, tmp_dir, meta)
+      _commit(output_dir, tmp_dir, meta, old_files)
     finally:
       shutil.rmtree(tmp_dir, ignore_errors=True)
   _log_summary(meta)
@@ -223,21 +259,61 @@ def _skipped_rows(splits) -> list[str]:
   return rows
 
 
-def _commit(output_dir: str, tmp_dir: str, meta: dict) -> None:
+def _old_files(output_dir: str) -> set[str]:
+  """The files earlier conversions into `output_dir` wrote (the lists of its meta.json and
+  of an interrupted swap); a list naming anything else (another folder, a name this module
+  never gives) is not ours to act on."""
+  names = set()
+  for listing in (META_FILE, REPLACING_FILE):
+    path = os.path.join(output_dir, listing)
+    if not os.path.exists(path):
+      continue
+    try:
+      content = fileio.read_json(path)
+      listed = _listed_files(content) if listing == META_FILE else list(content)
+    except (ValueError, AttributeError, TypeError) as e:
+      raise ConversionError(f"{path} is not a file this converter wrote ({e}); move it away "
+                            "or pick another --output_dir") from None
+    for name in listed:
+      if not (isinstance(name, str) and _OWN_FILE.fullmatch(name)
+              and fileio.contained_path(output_dir, name)):
+        raise ConversionError(f"{path} lists {name!r}, which is not a file this converter "
+                              "writes inside the output directory; refusing to replace or "
+                              "delete it (move it away or pick another --output_dir)")
+    names.update(listed)
+  return names
+
+
+def _remove_stale(output_dir: str) -> None:
+  """Removes the temporary files and folders of a conversion that was killed."""
+  for name in os.listdir(output_dir):
+    if _STALE.fullmatch(name):
+      path = os.path.join(output_dir, name)
+      logging.info("Removing %s, left by an interrupted conversion", path)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+      else:
+        os.remove(path)
+
+
+def _commit(output_dir: str, tmp_dir: str, meta: dict, old_files: set[str]) -> None:
   """Moves the new files into place; meta.json goes last and marks the dataset complete."""
   meta_path = os.path.join(output_dir, META_FILE)
-  old_files = set()
+  replacing = os.path.join(output_dir, REPLACING_FILE)
+  fileio.atomic_write_json(replacing, sorted(old_files))
   if os.path.exists(meta_path):
-    old_files = set(_listed_files(fileio.read_json(meta_path)))
     os.remove(meta_path)
   new_files = _listed_files(meta)
   for name in new_files:
+    fault_point("file moved into place")
     os.replace(os.path.join(tmp_dir, name), os.path.join(output_dir, name))
   fileio.atomic_write_json(meta_path, meta)
-  for name in old_files - set(new_files):
+  for name in sorted(old_files - set(new_files)):
+    fault_point("old file removed")
     path = os.path.join(output_dir, name)
     if os.path.exists(path):
       os.remove(path)
+  os.remove(replacing)
 
 
 def _listed_files(meta: dict) -> list[str]:

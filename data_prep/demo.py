@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 from absl import app, flags, logging
 
+from sscs_tf import cli  # first: quiets TensorFlow's start-up  # isort: skip
 from data_prep import charades_sta, convert
 from sscs_tf import fileio
 
@@ -221,7 +222,7 @@ def run():
             f"--annotation_dir {raw} --features {raw}/features.hdf5 --glove "
             f"{raw}/glove.demo.300d.txt --num_shards 4 --output_dir {records})")
 
-  app.run(main)
+  cli.run("sscs-prep-demo", main)
 
 
 if __name__ == "__main__":

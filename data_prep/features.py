@@ -13,6 +13,8 @@ import os
 import h5py
 import numpy as np
 
+from sscs_tf import fileio
+
 
 class FeatureError(ValueError):
   """Features that cannot be used; the message names the file and the video."""
@@ -56,11 +58,18 @@ class FeatureSource:
     return sorted(v for v in set(video_ids) if v not in self)
 
   def _npy_path(self, video_id: str) -> str:
-    return os.path.join(self.path, video_id + ".npy")
+    path = fileio.contained_path(self.path, video_id + ".npy")
+    if path is None:
+      raise FeatureError(f"{self.path}: video id {video_id!r} names a file outside the "
+                         "features folder; ids are file names inside it")
+    return path
 
   def _read(self, video_id: str) -> np.ndarray:
     if self._h5 is None:
-      return np.load(self._npy_path(video_id), allow_pickle=False)
+      try:
+        return fileio.load_npy(self._npy_path(video_id))
+      except ValueError as e:
+        raise FeatureError(f"{e} (video {video_id})") from None
     node = self._h5[video_id]
     if isinstance(node, h5py.Group):
       keys = list(node.keys())

@@ -105,7 +105,7 @@ def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bo
                                              dataset.element_spec)
   scorer = SCORERS[config.model.name](config.eval)
   loss_sum, count, extra = 0.0, 0, {}
-  for batch in dataset:
+  for batch in pipeline.checked_batches(dataset, config.data.data_dir):
     out = {k: v.numpy() for k, v in predict_fn(batch).items()}
     numpy_batch = {k: v.numpy() for k, v in batch.items()
                    if k in ("start", "end", "duration", "query_id", "video_id", "sentence")}

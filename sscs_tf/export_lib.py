@@ -2,7 +2,8 @@
 
 The `serving_default` signature:
   inputs   sentences [B] string, features [B, T, D] float32 (any T; rows past `lengths` are
-           padding), lengths [B] int32 (valid rows per video), durations [B] float32 (s)
+           padding; declared of unknown rank so that another rank is refused by name),
+           lengths [B] int32 (valid rows per video), durations [B] float32 (s)
   outputs  segments [B, k, 2] float32 seconds (best first), scores [B, k] float32
            (2D-TAN: k = 5 after NMS, padded with -1 where fewer survive; LGI: k = 1)
 The export also records which extractor made the training features (`assets.extra/
@@ -119,26 +120,36 @@ class ServingModule(tf.Module):
     self.num_segments = int(config.data.num_segments)
     self.serve = tf.function(self._serve, input_signature=[
         tf.TensorSpec([None], tf.string, name="sentences"),
-        tf.TensorSpec([None, None, None], tf.float32, name="features"),
+        # Any rank: a loaded signature would not enforce one, and a static rank (here or
+        # from an ensure_shape downstream) lets the graph optimizer fold the rank check
+        # away; _check refuses all but [B, T, D].
+        tf.TensorSpec(None, tf.float32, name="features"),
         tf.TensorSpec([None], tf.int32, name="lengths"),
         tf.TensorSpec([None], tf.float32, name="durations"),
     ])
 
   def _check(self, sentences, features, lengths, durations, num_words):
-    shape = tf.shape(features)
+    # The shape is padded so that reading its third entry cannot fail, and the checks that
+    # read it only speak for rank 3, so a request of another rank fails the rank check alone.
+    rank = tf.rank(features)
+    other_rank = tf.not_equal(rank, 3)
+    shape = tf.concat([tf.shape(features), tf.zeros([3], tf.int32)], axis=0)
     batch = shape[0]
     return [
-        _assert(tf.equal(shape[2], self.feature_dim), "features must be [batch, T, "
-                f"{self.feature_dim}]: got width", shape[2]),
-        _assert(shape[1] > 0, "features hold no rows (T = 0)"),
-        _assert(tf.equal(tf.size(sentences), batch) & tf.equal(tf.size(lengths), batch)
-                & tf.equal(tf.size(durations), batch), "sentences, features, lengths and "
-                "durations must have the same batch size: got", tf.size(sentences), batch,
-                tf.size(lengths), tf.size(durations)),
-        _assert(tf.reduce_all((lengths > 0) & (lengths <= shape[1])), "lengths must be in "
-                "[1, T]; T is", shape[1], "lengths are", lengths),
-        _assert(tf.reduce_all(durations > 0), "durations must be positive seconds: got",
-                durations),
+        _assert(~other_rank, f"features must be [batch, T, {self.feature_dim}]: got rank",
+                rank),
+        _assert(other_rank | tf.equal(shape[2], self.feature_dim), "features must be "
+                f"[batch, T, {self.feature_dim}]: got width", shape[2]),
+        _assert(other_rank | (shape[1] > 0), "features hold no rows (T = 0)"),
+        _assert(other_rank | (tf.equal(tf.size(sentences), batch)
+                              & tf.equal(tf.size(lengths), batch)
+                              & tf.equal(tf.size(durations), batch)),
+                "sentences, features, lengths and durations must have the same batch size: "
+                "got", tf.size(sentences), batch, tf.size(lengths), tf.size(durations)),
+        _assert(other_rank | tf.reduce_all((lengths > 0) & (lengths <= shape[1])),
+                "lengths must be in [1, T]; T is", shape[1], "lengths are", lengths),
+        _assert(tf.reduce_all(tf.math.is_finite(durations) & (durations > 0)),
+                "durations must be positive seconds, finite: got", durations),
         _assert(tf.reduce_all(num_words > 0), "empty sentence (no word) at batch indices",
                 tf.where(num_words <= 0)[:, 0]),
         _assert(tf.reduce_all(tf.math.is_finite(features)), "features hold NaN or Inf"),

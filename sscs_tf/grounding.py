@@ -4,9 +4,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
+from sscs_tf import fileio
+
 
 def load_features(path: str) -> np.ndarray:
-  array = np.load(path, allow_pickle=False)
+  """`[T, D]` float32 from a .npy file of `[T, D]` or `[T, 1, 1, D]`; ValueError naming the
+  file when it is not a readable numeric .npy."""
+  array = fileio.load_npy(path)
+  if not np.issubdtype(array.dtype, np.number):
+    raise ValueError(f"{path}: features have dtype {array.dtype}, not numeric")
   if array.ndim == 4 and array.shape[1:3] == (1, 1):
     array = array.reshape(array.shape[0], array.shape[3])
   if array.ndim != 2 or array.shape[0] == 0:

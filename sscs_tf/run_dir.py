@@ -34,7 +34,8 @@ def checkpoint_path(workdir: str, checkpoint: str = "best") -> str:
   folder = os.path.join(workdir, "best" if checkpoint == "best" else "checkpoints")
   path = tf.train.latest_checkpoint(folder)
   if path is None and checkpoint == "best":
-    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    raise FileNotFoundError(f"No best checkpoint in {folder}: the run has not finished an "
+                            "evaluation yet; pass --checkpoint latest for its last checkpoint.")
   if path is None:
     raise FileNotFoundError(f"No checkpoint in {folder}: has the run saved one yet?")
   return path

@@ -158,14 +158,17 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
       num_steps = min(config.train.steps_per_call, epoch_end - step,
                       _steps_to_next(step, config.train.checkpoint_every_steps))
       started = time.time()
-      history = train_steps(iterator, tf.constant(num_steps)).numpy()
+      with pipeline.reading_records(config.data.data_dir):
+        history = train_steps(iterator, tf.constant(num_steps)).numpy()
       check_finite(history, names, step)
       step = state.advance(num_steps)
       rate = num_steps * global_batch / max(time.time() - started, 1e-9)
       values = dict(zip(names, history[-1].tolist()))
       progress.update(step, {k: values[k] for k in shown}, rate)
       writer.train_scalars(step, values, state.learning_rate(), rate, shown)
-      if step % config.train.checkpoint_every_steps == 0:
+      # An epoch end that evaluates saves after its best checkpoint (in _end_of_epoch).
+      if step % config.train.checkpoint_every_steps == 0 and not (
+          step == epoch_end and _evaluates(config, epoch, step, total_steps)):
         state.save(step)
     table = _end_of_epoch(state, writer, epoch, step, total_steps)
   state.save(step)
@@ -180,11 +183,20 @@ def _steps_to_next(step: int, every: int) -> int:
   return every - step % every
 
 
+def _evaluates(config, epoch: int, step: int, total_steps: int) -> bool:
+  return step >= total_steps or (epoch + 1) % config.train.eval_every_epochs == 0
+
+
 def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps: int):
-  """Evaluates when due, updates the plateau schedule and the best checkpoint."""
+  """Evaluates when due, updates the plateau schedule and the best checkpoint, then saves.
+
+  The order makes a kill at any moment cost nothing but time: the step's checkpoint is
+  written after its best checkpoint, so a run killed before that restarts from an earlier
+  checkpoint, trains the same steps again and repeats this evaluation (a best already saved
+  compares equal and is kept).
+  """
   config = state.config
-  last = step >= total_steps
-  if not (last or (epoch + 1) % config.train.eval_every_epochs == 0):
+  if not _evaluates(config, epoch, step, total_steps):
     return {}
   table, predictions = eval_lib.evaluate(state.model, config, config.data.eval_split,
                                          predict_fn=state.predict_fn,
@@ -199,6 +211,6 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
     writer.eval_scalars(step, split, val_table)
     if state.plateau.update(val_table[monitored]):
       logging.info("Learning rate reduced to %g", state.learning_rate())
-  state.save(step)
   state.maybe_save_best(step, table)
+  state.save(step)
   return table

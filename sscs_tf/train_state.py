@@ -6,7 +6,9 @@ matter for inference; the branch and the optimizer are training state.
 """
 
 import copy
+import math
 import os
+import re
 import shutil
 
 import keras
@@ -15,11 +17,14 @@ import tensorflow as tf
 from absl import logging
 
 from sscs_tf import distribute, eval_lib, fileio, models, text
+from sscs_tf.faults import fault_point
 from sscs_tf.data import pipeline
 from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.sscs.branch import SscsBranch
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# What tf.train.Checkpoint writes before it renames a save into place; a kill leaves it.
+_STALE_SAVE = re.compile(r"ckpt-\d+_temp")
 
 
 def prepare_config(config):
@@ -28,6 +33,7 @@ def prepare_config(config):
   loop's periods, so that a mistyped value fails now rather than after an epoch."""
   meta = pipeline.load_meta(config.data.data_dir)
   _check_splits_and_periods(config, meta)
+  _check_values(config)
   config = copy.deepcopy(config)
   with config.unlocked():
     model = config.model
@@ -62,6 +68,22 @@ def _check_splits_and_periods(config, meta: dict) -> None:
                 "eval_every_epochs"):
     if config.train[field] < 1:
       raise ValueError(f"config.train.{field} must be at least 1, got {config.train[field]}.")
+
+
+def _check_values(config) -> None:
+  """Values no run can use, named now rather than as a shape error or a NaN later."""
+  for field in ("batch_size", "eval_batch_size"):
+    if config.data[field] < 1:
+      raise ValueError(f"config.data.{field} must be at least 1, got {config.data[field]}.")
+  rate = config.optim.learning_rate
+  if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+    raise ValueError(f"config.optim.learning_rate must be a positive number, got {rate!r}.")
+  if config.optim.get("clip_norm") is not None and config.optim.clip_norm < 0:
+    raise ValueError(f"config.optim.clip_norm must be >= 0 (0: no clipping), got "
+                     f"{config.optim.clip_norm}.")
+  for field in ("num_epochs", "num_train_steps"):
+    if field in config.train and config.train[field] < 0:
+      raise ValueError(f"config.train.{field} must be >= 0, got {config.train[field]}.")
 
 
 def dummy_batch(config, batch_size: int = 1):
@@ -154,10 +176,38 @@ class TrainState:
     return variables
 
   def restore_or_initialize(self) -> None:
+    if self.chief:
+      self._remove_stale_saves()
     latest = tf.train.latest_checkpoint(os.path.join(self.workdir, "checkpoints"))
     if latest:
+      self._check_same_widths()
       self.checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info("Resumed from %s at step %d", latest, self.step_value())
+
+  def _remove_stale_saves(self) -> None:
+    """Removes the `ckpt-N_temp` folders of saves a kill interrupted (TensorFlow writes a
+    save there, then renames it); nothing else in the folders is touched."""
+    for folder in ("checkpoints", "best"):
+      path = os.path.join(self.workdir, folder)
+      for name in (os.listdir(path) if os.path.isdir(path) else ()):
+        if _STALE_SAVE.fullmatch(name) and os.path.isdir(os.path.join(path, name)):
+          logging.info("Removing %s, left by an interrupted save", os.path.join(path, name))
+          shutil.rmtree(os.path.join(path, name))
+
+  def _check_same_widths(self) -> None:
+    """The run's checkpoints fit only the widths it was trained with: say which differ
+    rather than fail on a variable's shape."""
+    path = os.path.join(self.workdir, "config.json")
+    if not os.path.exists(path):
+      return
+    trained = fileio.read_json(path).get("model", {})
+    for field in ("feature_dim", "hidden_size", "vocab_size"):
+      if field in trained and field in self.config.model and (
+          trained[field] != self.config.model[field]):
+        raise ValueError(
+            f"{self.workdir} holds a run trained with model.{field} {trained[field]}, but "
+            f"this config has {self.config.model[field]}: its checkpoints cannot be "
+            "restored. Use the run's own config and data, or another --workdir.")
 
   def step_value(self) -> int:
     return int(self.step.numpy())
@@ -172,7 +222,9 @@ class TrainState:
   def save(self, step: int) -> None:
     if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
       return
+    fault_point("checkpoint save")
     path = self.manager.save(checkpoint_number=step)
+    fault_point("checkpoint saved")
     self._drop_scratch()
     logging.info("Saved %s", path)
 
@@ -183,14 +235,16 @@ class TrainState:
   def maybe_save_best(self, step: int, table: dict) -> None:
     metric = self.config.train.best_metric
     if metric not in table:
-      raise KeyError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
+      raise ValueError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
                      f"{sorted(table)}")
     value = table[metric]
     lower_is_better = metric == "loss"
     if self._best_value is None or (value < self._best_value if lower_is_better
                                     else value > self._best_value):
       self._best_value = value
+      fault_point("best save")
       saved = self.best_manager.save(checkpoint_number=step)
+      fault_point("best saved")
       path = os.path.join(self.workdir, "best", "best.json")
       if self.chief:
         fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],

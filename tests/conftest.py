@@ -53,3 +53,12 @@ def demo_records(tmp_path_factory):
   root = tmp_path_factory.mktemp("demo_data")
   return demo.build(str(root), seed=0, num_train_videos=48, num_test_videos=16,
                     feature_dim=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory):
+  """The demo dataset at its smallest (8 training and 4 test videos, width 32): an epoch is
+  a few steps, for the tests that train the same run several times."""
+  from data_prep import demo  # pylint: disable=import-outside-toplevel
+  root = tmp_path_factory.mktemp("tiny_data")
+  return demo.build(str(root), seed=0, num_train_videos=8, num_test_videos=4, feature_dim=32)

@@ -158,6 +158,12 @@ def test_saved_model_cli_lists_the_signature(exported):
     (dict(features=np.zeros((2, 0, 32), np.float32), lengths=[0, 0]), r"T = 0"),
     (dict(durations=[-1.0, 3.0]), r"durations must be positive"),
     (dict(lengths=[6, 5]), r"lengths must be in \[1, T\]"),
+    # case_serve_duration_inf, case_serve_duration_nan, case_serve_rank2_features
+    (dict(durations=[np.inf, 3.0]), r"durations must be positive seconds, finite: got\] "
+     r"\[inf 3\]"),
+    (dict(durations=[2.0, np.nan]), r"durations must be positive seconds, finite"),
+    (dict(features=np.ones((5, 32), np.float32)), r"features must be \[batch, T, 32\]: got "
+     r"rank\] \[2\]"),
 ])
 def test_bad_requests_fail_with_a_clear_message(exported, change, message):
   serve = tf.saved_model.load(str(exported / "model")).signatures["serving_default"]

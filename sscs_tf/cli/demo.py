@@ -14,6 +14,7 @@ import time
 import h5py
 from absl import app, flags, logging
 
+from sscs_tf import cli  # first: quiets TensorFlow's start-up  # isort: skip
 from configs import lgi_demo, tan_demo
 from data_prep import annotations
 from data_prep import demo as demo_data
@@ -83,7 +84,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run("sscs-demo", main)
 
 
 if __name__ == "__main__":

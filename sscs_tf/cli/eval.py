@@ -14,7 +14,7 @@ import os
 
 from absl import app, flags, logging
 
-from sscs_tf import eval_lib, fileio, run_dir
+from sscs_tf import cli, eval_lib, fileio, run_dir
 from sscs_tf.report import run_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)
@@ -52,7 +52,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run("sscs-eval", main)
 
 
 if __name__ == "__main__":

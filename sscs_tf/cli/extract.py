@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags
 
+from sscs_tf import cli
 from sscs_tf.features import video
 
 _VIDEOS = flags.DEFINE_string("videos", None, "Video file, folder or glob.", required=True)
@@ -49,7 +50,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run("sscs-extract", main)
 
 
 if __name__ == "__main__":

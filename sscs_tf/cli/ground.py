@@ -12,11 +12,9 @@ normalised; the model does that). `--html` also writes the segments as timelines
 self-contained page; with --video the page plays the video from a clicked segment.
 """
 
-import sys
-
 from absl import app, flags
 
-from sscs_tf import export_lib, grounding
+from sscs_tf import cli, export_lib, grounding
 from sscs_tf.report import run_report
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel folder from sscs-export.",
@@ -64,14 +62,11 @@ def main(argv):
     raise app.UsageError("Give exactly one of --video and --features.")
   if _FEATURES.value and _DURATION.value is None:
     raise app.UsageError("--features needs --duration.")
-  try:
-    if _VIDEO.value:
-      features, duration = _video_features(_MODEL.value, _VIDEO.value)
-    else:
-      features, duration = grounding.load_features(_FEATURES.value), _DURATION.value
-    segments, scores = grounding.ground(_MODEL.value, features, duration, _QUERY.value)
-  except (OSError, ValueError) as error:
-    sys.exit(f"sscs-ground: {error}")
+  if _VIDEO.value:
+    features, duration = _video_features(_MODEL.value, _VIDEO.value)
+  else:
+    features, duration = grounding.load_features(_FEATURES.value), _DURATION.value
+  segments, scores = grounding.ground(_MODEL.value, features, duration, _QUERY.value)
   for query, query_segments, query_scores in zip(_QUERY.value, segments, scores):
     print(f"{query}")
     for rank, ((start, end), score) in enumerate(zip(query_segments, query_scores), 1):
@@ -79,18 +74,14 @@ def main(argv):
         print(f"  {rank}. {start:7.2f} s - {end:7.2f} s   score {score:.4f}")
   if _HTML.value:
     # A video input is linked from the page, which plays it from a clicked segment.
-    try:
-      run_report.write_grounding_report(_HTML.value, _MODEL.value, _QUERY.value, segments,
-                                        scores, duration,
-                                        source=_VIDEO.value or _FEATURES.value,
-                                        video=_VIDEO.value or "")
-    except OSError as error:
-      sys.exit(f"sscs-ground: {error}")
+    run_report.write_grounding_report(_HTML.value, _MODEL.value, _QUERY.value, segments,
+                                      scores, duration, source=_VIDEO.value or _FEATURES.value,
+                                      video=_VIDEO.value or "")
     print(f"Report written to {_HTML.value}")
 
 
 def run():
-  app.run(main)
+  cli.run("sscs-ground", main)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ the model; the word vectors come from the data folder's embeddings.npy (data_pre
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sscs_tf import models, run_dir
+from sscs_tf import cli, models, run_dir
 from sscs_tf.models import tan_import
 from sscs_tf.train_state import prepare_config
 
@@ -41,7 +41,7 @@ def main(argv):
 
 def run():
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run("sscs-import-2dtan", main)
 
 
 if __name__ == "__main__":

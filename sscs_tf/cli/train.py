@@ -9,7 +9,7 @@ Started again with the same command, a run resumes from its last checkpoint.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sscs_tf import train_lib
+from sscs_tf import cli, train_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/tan_charades.py:sscs=ss",
@@ -28,7 +28,7 @@ def main(argv):
 
 def run():
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run("sscs-train", main)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def encode_video(video_id: str, duration: float, features: np.ndarray,
       "num_words": _ints([len(q.word_ids) for q in queries]),
       "word_ids": _ints([i for q in queries for i in q.word_ids]),
   }))
-  return example.SerializeToString()
+  # Deterministic: map fields in key order, so the same inputs give the same bytes in every
+  # process (the default order follows the process's string hashing).
+  return example.SerializeToString(deterministic=True)
 
 
 _SPEC = {

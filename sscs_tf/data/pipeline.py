@@ -22,6 +22,7 @@ goes to exactly one pipeline. `batch_size` and `eval_batch_size` are global batc
 a pipeline yields `input_context.get_per_replica_batch_size(...)` queries per batch.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -36,6 +37,46 @@ AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("average", "pick")
 # 1: times stored clipped (2D-TAN's protocol applied); 2: as annotated, with protocol flags.
 FORMAT_VERSIONS = (1, 2)
+
+
+_BAD_TIMES = "not positive finite seconds"
+
+
+class DataError(ValueError):
+  """A record holds values no run can use; names the data folder and the video."""
+
+
+@contextlib.contextmanager
+def reading_records(data_dir: str):
+  """Turns a record check failing inside tf.data (an InvalidArgumentError deep in a
+  step) into a DataError naming the video."""
+  try:
+    yield
+  except tf.errors.InvalidArgumentError as error:
+    if _BAD_TIMES not in error.message:
+      raise
+    detail = next(line for line in error.message.splitlines() if _BAD_TIMES in line)
+    detail = detail.split("assertion failed:", 1)[-1].strip()
+    raise DataError(f"{data_dir}: {detail}; convert the data again with data_prep (which "
+                    "refuses such annotations).") from None
+
+
+def checked_batches(dataset, data_dir: str):
+  """Iterates `dataset` under `reading_records(data_dir)`."""
+  with reading_records(data_dir):
+    yield from dataset
+
+
+def _checked_times(video):
+  """The video's duration, once it and the query times are checked finite (and the
+  duration positive): a NaN here would only surface later as a NaN loss."""
+  finite = (tf.math.is_finite(video["duration"]) & (video["duration"] > 0)
+            & tf.reduce_all(tf.math.is_finite(video["starts"]))
+            & tf.reduce_all(tf.math.is_finite(video["ends"])))
+  check = tf.debugging.Assert(finite, ["video", video["video_id"], "has duration",
+                                       video["duration"], "or query times", _BAD_TIMES])
+  with tf.control_dependencies([check]):
+    return tf.identity(video["duration"])
 
 
 def load_meta(data_dir: str) -> dict:
@@ -157,7 +198,7 @@ def _video_fn(config, meta, resample: bool):
       order = tf.argsort(tf.random.stateless_uniform(
           tf.shape(queries["start"]), seed=tf.stack([random_bits, 0])))
       queries = {k: tf.gather(v, order) for k, v in queries.items()}
-    shared = {"video_id": video["video_id"], "duration": video["duration"],
+    shared = {"video_id": video["video_id"], "duration": _checked_times(video),
               "num_clips": tf.shape(features)[0]}
     if config.sampling == "average":
       features = preprocess.average_to_fixed_length(features, config.num_segments)

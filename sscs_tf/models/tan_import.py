@@ -4,6 +4,8 @@ The reference names its modules frame_layer, prop_layer, fusion_layer, map_layer
 pred_layer; its layouts are channels-first. 1x1 convolutions are Dense layers here.
 """
 
+import os
+import pickle
 from typing import Dict, Mapping
 
 import numpy as np
@@ -101,12 +103,21 @@ def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
   Unwraps a 'model' or 'state_dict' entry and the 'module.' prefix DataParallel adds. Needs
   PyTorch, an optional extra.
   """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Checkpoint {path} not found.")
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as error:
     raise ImportError("Reading PyTorch checkpoints needs torch: "
                       "pip install 'sscs_tf[torch]'") from error
-  checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+  try:
+    # weights_only: tensors and plain containers only; a global the file names (code a
+    # malicious .pkl would run) is refused. The released checkpoints are state dicts.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError as error:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    raise ValueError(f"{path}: refused: the file is not a plain state dict of tensors "
+                     f"(it names Python objects to build: {first})") from None
   for key in ("model", "state_dict"):
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
       checkpoint = checkpoint[key]

@@ -160,9 +160,12 @@ class SscsBranch(keras.layers.Layer):
 
   def call(self, inputs):
     clip_mask = ops.cast(inputs["clip_mask"], "float32")
+    valid = clip_mask[..., None] > 0
+    # Padded rows are zeroed before the projection, with `where`: 0 * NaN is NaN, so a
+    # multiplication would let NaN/Inf past the mask into every sum over clips.
+    features = ops.where(valid, ops.cast(inputs["clip_features"], "float32"), 0.0)
     # X = l2(Psi(F)), Y = l2(Phi(G)): x^T y is the cosine similarity of Eq. 4.
-    clips = ops.normalize(self.psi(ops.cast(inputs["clip_features"], "float32")), axis=-1,
-                          epsilon=1e-12) * clip_mask[..., None]
+    clips = ops.where(valid, ops.normalize(self.psi(features), axis=-1, epsilon=1e-12), 0.0)
     sentence = None
     if self.phi is not None:
       sentence = ops.normalize(self.phi(ops.cast(inputs["sentence_feature"], "float32")),
@@ -183,6 +186,11 @@ class SscsBranch(keras.layers.Layer):
         (all_clips, all_mask), offset = gather_global_batch(clips, clip_mask)
         outputs["contrast"] = gtc_contrast(clips, sentence, gt_mask, all_clips, all_mask,
                                            offset, self.tau)
+    if "contrast" in outputs:
+      # A sample with no valid clip has nothing to contrast (no positive, no support):
+      # it adds nothing, where the masked log-sum-exp would give it 1e9 (GTC) or log G.
+      has_clips = ops.sum(clip_mask, axis=1) > 0
+      outputs["contrast"] = ops.where(has_clips, outputs["contrast"], 0.0)
     if self.decoder is not None:
       outputs["caption"] = self.decoder(w, inputs["word_ids"], inputs["num_words"])
     return outputs

@@ -73,11 +73,17 @@ def test_real_video_from_file_to_grounded_sentence(tmp_path, rgb_scratch_weights
 
   sentence = "She lifts a barbell to her chest."  # val_1, [2.91, 6.54] s
   grounded = _run("sscs_tf.cli.ground", f"--model={tmp_path / 'model'}", f"--video={video}",
-                  f"--query={sentence}", "--precision=mixed_bfloat16", cache_dir=cache_dir)
+                  f"--query={sentence}", "--precision=mixed_bfloat16",
+                  f"--html={tmp_path / 'page' / 'grounding.html'}", cache_dir=cache_dir)
   assert grounded.returncode == 0, grounded.stderr[-3000:]
   print(grounded.stdout)
   lines = grounded.stdout.splitlines()
   assert lines[0] == sentence
-  segments = [tuple(map(float, re.findall(r"(-?[\d.]+) s", line))) for line in lines[1:]]
+  assert lines[-1] == f"Report written to {tmp_path / 'page' / 'grounding.html'}"
+  page = (tmp_path / "page" / "grounding.html").read_text(encoding="utf-8")
+  # The page plays the video from its own folder: linked by a path relative to the page.
+  relative = os.path.relpath(video, tmp_path / "page")
+  assert f'<video id="video" controls preload="metadata" src="{relative}">' in page
+  segments = [tuple(map(float, re.findall(r"(-?[\d.]+) s", line))) for line in lines[1:-1]]
   assert segments and all(len(s) == 2 for s in segments)
   assert all(0 <= start < end <= 18.16 + 1e-3 for start, end in segments)

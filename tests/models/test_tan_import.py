@@ -152,8 +152,11 @@ def test_mismatches_name_the_parameter(change, message):
 
 def test_torch_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+  (tmp_path / "model.pkl").write_bytes(b"")
   with pytest.raises(ImportError, match=r"pip install 'sscs_tf\[torch\]'"):
     tan_import.load_torch_checkpoint(str(tmp_path / "model.pkl"))
+  with pytest.raises(FileNotFoundError, match="absent.pkl not found"):
+    tan_import.load_torch_checkpoint(str(tmp_path / "absent.pkl"))
 
 
 def test_torch_checkpoint_is_unwrapped(tmp_path):
@@ -165,3 +168,29 @@ def test_torch_checkpoint_is_unwrapped(tmp_path):
   loaded = tan_import.load_torch_checkpoint(path)
   assert sorted(loaded) == sorted(state)
   tan_import.load_reference_weights(model, loaded)
+
+
+class _Payload:
+  """A pickle with a foreign global: unpickling it calls `_record_call` (in a real attack,
+  os.system or anything else)."""
+
+  def __reduce__(self):
+    return (_record_call, ("ran",))
+
+
+CALLS = []
+
+
+def _record_call(value):
+  CALLS.append(value)
+  return {}
+
+
+def test_a_pickle_with_a_foreign_global_is_refused(tmp_path):  # case_import_malicious_pickle
+  torch = pytest.importorskip("torch")
+  path = str(tmp_path / "evil.pkl")
+  torch.save({"model": _Payload()}, path)
+  CALLS.clear()
+  with pytest.raises(ValueError, match=r"evil.pkl: refused: .*not a plain state dict"):
+    tan_import.load_torch_checkpoint(path)
+  assert CALLS == []  # the payload never ran

@@ -1,0 +1,163 @@
+"""Training faults (a kill during the best save, the leftovers of a killed save) and config
+values a run cannot use. Case ids (`case_...`) are rows of docs/reliability.md."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep import charades_sta, convert
+from sscs_tf import cli, run_dir, train_lib
+from sscs_tf.data import example, pipeline
+from sscs_tf.train_state import TrainState, prepare_config
+from tests.data_prep import fixtures
+from tests.testing_train import tiny_config
+
+
+def checkpoint_values(prefix: str) -> dict:
+  reader = tf.train.load_checkpoint(prefix)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def assert_same_checkpoints(first: str, second: str) -> None:
+  a, b = checkpoint_values(first), checkpoint_values(second)
+  assert sorted(a) == sorted(b)
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+class _Killed(BaseException):
+  """Stands for a kill: nothing after it runs, no handler catches it."""
+
+
+@pytest.mark.slow
+def test_kill_during_the_best_save_is_repaired_by_the_restart(tiny_records, tmp_path,
+                                                              monkeypatch):
+  # case_train_kill_during_best: the kill lands at the last evaluation's best save, where a
+  # restart that does not repeat it leaves no best checkpoint at all.
+  config = tiny_config(tiny_records, num_epochs=1, checkpoint_every_steps=2)
+  train_lib.train_and_evaluate(config, str(tmp_path / "whole"))
+  original = TrainState.maybe_save_best
+  calls = []
+
+  def killed_on_first(self, step, table):
+    calls.append(step)
+    if len(calls) == 1:
+      raise _Killed
+    return original(self, step, table)
+
+  monkeypatch.setattr(TrainState, "maybe_save_best", killed_on_first)
+  with pytest.raises(_Killed):
+    train_lib.train_and_evaluate(config, str(tmp_path / "killed"))
+  monkeypatch.setattr(TrainState, "maybe_save_best", original)
+  train_lib.train_and_evaluate(config, str(tmp_path / "killed"))
+  whole, killed = (json.load(open(tmp_path / run / "best" / "best.json"))
+                   for run in ("whole", "killed"))
+  assert (killed["step"], killed["value"]) == (whole["step"], whole["value"])
+  for folder in ("best", "checkpoints"):
+    assert_same_checkpoints(tf.train.latest_checkpoint(str(tmp_path / "whole" / folder)),
+                            tf.train.latest_checkpoint(str(tmp_path / "killed" / folder)))
+
+
+def test_best_without_a_best_checkpoint_is_an_error(demo_records, tmp_path):
+  # case_eval_best_missing
+  config = prepare_config(tiny_config(demo_records))
+  state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  state.save(3)
+  assert run_dir.checkpoint_path(str(tmp_path), "latest").endswith("ckpt-3")
+  with pytest.raises(FileNotFoundError, match="No best checkpoint in .*--checkpoint latest"):
+    run_dir.checkpoint_path(str(tmp_path), "best")
+
+
+def test_stale_temporary_saves_are_removed(demo_records, tmp_path):
+  # case_train_stale_temp
+  config = prepare_config(tiny_config(demo_records))
+  for folder in ("checkpoints", "best"):
+    os.makedirs(tmp_path / folder / "ckpt-8_temp")
+    (tmp_path / folder / "ckpt-8_temp" / "part-00000-of-00001.index").write_bytes(b"x")
+  os.makedirs(tmp_path / "checkpoints" / "notes_temp")  # not a name a save gives
+  TrainState(config, tf.distribute.get_strategy(), str(tmp_path)).restore_or_initialize()
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["notes_temp"]
+  assert os.listdir(tmp_path / "best") == []
+
+
+@pytest.mark.parametrize("case, field, value, message", [
+    ("case_config_batch_zero", "data.batch_size", 0, "config.data.batch_size must be at "
+     "least 1, got 0"),
+    ("case_config_batch_negative", "data.batch_size", -8, "got -8"),
+    ("case_config_eval_batch_zero", "data.eval_batch_size", 0, "eval_batch_size"),
+    ("case_config_lr_negative", "optim.learning_rate", -1e-4, "config.optim.learning_rate "
+     "must be a positive number, got -0.0001"),
+    ("case_config_lr_nan", "optim.learning_rate", float("nan"), "got nan"),
+    ("case_config_clip_negative", "optim.clip_norm", -1.0, "clip_norm must be >= 0"),
+])
+def test_unusable_config_values_are_named(demo_records, case, field, value, message):
+  config = tiny_config(demo_records)
+  section, name = field.split(".")
+  with config.unlocked():
+    config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    prepare_config(config)
+
+
+@pytest.mark.parametrize("case, override, expected", [
+    ("case_config_misspelt_field", "train.lerning_rate",
+     "the config has no field 'train.lerning_rate'; did you mean 'optim.learning_rate'?"),
+    ("case_config_misspelt_section", "trian.num_epochs",
+     "the config has no field 'trian'; did you mean 'train'?"),
+    ("case_config_unknown_field", "data.zzz", "the config has no field 'data.zzz'"),
+])
+def test_misspelt_override_names_the_nearest_field(case, override, expected):
+  message = cli.unknown_field_message(
+      ["sscs-train", "--config", "configs/tan_demo.py:sscs=ss", f"--config.{override}=1"],
+      AttributeError(override))
+  assert message == f"--config.{override}: {expected}"
+
+
+def test_restoring_into_another_feature_width_names_both(tiny_records, tmp_path):
+  # case_train_restore_other_width
+  config = prepare_config(tiny_config(tiny_records))
+  TrainState(config, tf.distribute.get_strategy(), str(tmp_path)).save(1)
+  (tmp_path / "config.json").write_text(config.to_json_best_effort())
+  wider = prepare_config(config)
+  with wider.unlocked():
+    wider.model.feature_dim = 64
+  state = TrainState(wider, tf.distribute.get_strategy(), str(tmp_path))
+  with pytest.raises(ValueError, match=r"trained with model.feature_dim 32, but this config "
+                     r"has 64"):
+    state.restore_or_initialize()
+
+
+def test_non_finite_duration_is_refused_when_read(tmp_path):
+  # case_data_duration_nan
+  durations = {"AAAAA": 30.0, "BBBBB": 20.0}
+  fixtures.write_charades(tmp_path / "ann", ["AAAAA 0.0 6.9##a person opens the door.",
+                                             "BBBBB 1.0 3.0##a person sits."],
+                          ["BBBBB 1.0 2.0##x."], durations)
+  arrays = fixtures.random_features(durations)
+  features = fixtures.write_npy_dir(tmp_path / "f", arrays)
+  out = str(tmp_path / "out")
+  convert.convert("charades_sta", charades_sta.read_splits(str(tmp_path / "ann")), features,
+                  out, convert.Options(num_shards=1))
+  meta = pipeline.load_meta(out)
+  shard = os.path.join(out, meta["splits"]["train"]["files"][0])
+  records = [example.parse_video(r, 6, "float32") for r in tf.data.TFRecordDataset(shard)]
+  with tf.io.TFRecordWriter(shard) as writer:
+    for video in records:
+      vid = video["video_id"].numpy().decode()
+      queries = [example.QueryRecord(q.decode(), s.decode(), float(a), float(b), [1])
+                 for q, s, a, b in zip(video["query_ids"].numpy(), video["sentences"].numpy(),
+                                       video["starts"].numpy(), video["ends"].numpy())]
+      writer.write(example.encode_video(vid, float("nan") if vid == "BBBBB" else 30.0,
+                                        arrays[vid], queries))
+  config = tiny_config(out)
+  with config.unlocked():
+    config.model.feature_dim = 6
+  dataset = pipeline.make_dataset(config.data, "train", training=False)
+  with pytest.raises(pipeline.DataError, match=r"out: \[video\] \[BBBBB\] \[has duration\] "
+                     r"\[nan\]"):
+    list(pipeline.checked_batches(dataset, out))
