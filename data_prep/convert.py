@@ -178,6 +178,8 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
         "files": files, "videos": videos, "queries": len(split.queries),
         "skipped": split.skipped.counts(), "adjusted": split.adjusted,
     }
+    if split.origin:
+      meta_splits[split.name]["origin"] = split.origin
   vocab.save(os.path.join(tmp_dir, "vocab.txt"))
   if matrix is not None:
     fileio.atomic_save_npy(os.path.join(tmp_dir, "embeddings.npy"), matrix)

@@ -121,7 +121,7 @@ class _Progress:
 
 def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   """Trains `config` in `workdir`, resuming from its last checkpoint; returns the last
-  evaluation table (metric name -> value)."""
+  evaluation table (metric name -> value) of `selection_split(config)`."""
   strategy = strategy or distribute.make_strategy(config.train.strategy,
                                                   config.train.devices)
   config = prepare_config(config)
@@ -170,7 +170,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   state.save(step)
   writer.close()
   if not table:  # nothing left to train (a finished run started again): evaluate anyway
-    table, _ = eval_lib.evaluate(state.model, config, config.data.eval_split,
+    table, _ = eval_lib.evaluate(state.model, config, selection_split(config),
                                  predict_fn=state.predict_fn)
   return table
 
@@ -179,25 +179,30 @@ def _steps_to_next(step: int, every: int) -> int:
   return every - step % every
 
 
+def selection_split(config) -> str:
+  """The split evaluated during training: the validation split, which alone picks the best
+  checkpoint and drives the plateau schedule. Without one (`data.val_split` empty), the
+  evaluation split is evaluated for the curves only: no best checkpoint, no schedule."""
+  return config.data.val_split or config.data.eval_split
+
+
 def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps: int):
-  """Evaluates when due, updates the plateau schedule and the best checkpoint."""
+  """Evaluates the validation split when due; updates the plateau schedule and the best
+  checkpoint from it. The evaluation (test) split never steers training."""
   config = state.config
   last = step >= total_steps
   if not (last or (epoch + 1) % config.train.eval_every_epochs == 0):
     return {}
-  table, predictions = eval_lib.evaluate(state.model, config, config.data.eval_split,
+  split = selection_split(config)
+  table, predictions = eval_lib.evaluate(state.model, config, split,
                                          predict_fn=state.predict_fn,
                                          with_predictions=True)
-  writer.eval_scalars(step, config.data.eval_split, table)
-  writer.analysis_images(step, state, predictions)
-  monitored = config.optim.plateau_monitor
-  if monitored:
-    split = config.data.val_split
-    val_table = table if split == config.data.eval_split else eval_lib.evaluate(
-        state.model, config, split, predict_fn=state.predict_fn)[0]
-    writer.eval_scalars(step, split, val_table)
-    if state.plateau.update(val_table[monitored]):
+  writer.eval_scalars(step, split, table)
+  writer.analysis_images(step, state, predictions, split=split)
+  if config.data.val_split and config.optim.plateau_monitor:
+    if state.plateau.update(table[config.optim.plateau_monitor]):
       logging.info("Learning rate reduced to %g", state.learning_rate())
   state.save(step)
-  state.maybe_save_best(step, table)
+  if config.data.val_split:
+    state.maybe_save_best(step, table, split)
   return table

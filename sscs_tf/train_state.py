@@ -56,8 +56,19 @@ def _check_splits_and_periods(config, meta: dict) -> None:
   for field in ("train_split", "val_split", "eval_split"):
     split = config.data[field]
     if (split or field != "val_split") and split not in meta["splits"]:
+      hint = (" (data_prep.charades_sta carves `val` out of the training videos unless "
+              "--val_fraction 0; or set --config.data.val_split= to train without checkpoint "
+              "selection)" if field == "val_split" else "")
       raise ValueError(f"config.data.{field} is {split!r}, but {config.data.data_dir} holds "
-                       f"the splits {sorted(meta['splits'])}.")
+                       f"the splits {sorted(meta['splits'])}{hint}.")
+  if config.data.val_split and config.data.val_split == config.data.eval_split:
+    raise ValueError(f"config.data.val_split and eval_split are both "
+                     f"{config.data.eval_split!r}: the split that picks the checkpoint would "
+                     "be the one reported.")
+  if config.optim.plateau_monitor and not config.data.val_split:
+    raise ValueError(f"config.optim.plateau_monitor is {config.optim.plateau_monitor!r} but "
+                     "there is no config.data.val_split: the schedule would follow the test "
+                     "split. Set a validation split or --config.optim.plateau_monitor=.")
   for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps",
                 "eval_every_epochs"):
     if config.train[field] < 1:
@@ -180,7 +191,9 @@ class TrainState:
     if not self.chief:
       shutil.rmtree(self.directory, ignore_errors=True)
 
-  def maybe_save_best(self, step: int, table: dict) -> None:
+  def maybe_save_best(self, step: int, table: dict, split: str) -> None:
+    """Keeps the checkpoint with the best `train.best_metric` on `split` (the validation
+    split); best.json records the split, so sscs-eval can say how it was chosen."""
     metric = self.config.train.best_metric
     if metric not in table:
       raise KeyError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
@@ -194,7 +207,7 @@ class TrainState:
       path = os.path.join(self.workdir, "best", "best.json")
       if self.chief:
         fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
-                                        "step": step, "checkpoint": os.path.basename(saved),
+                                        "split": split, "step": step, "checkpoint": os.path.basename(saved),
                                         "table": table})
         logging.info("New best %s %.4f at step %d", metric, table[metric], step)
       self._drop_scratch()
