@@ -18,7 +18,7 @@ from absl import logging
 
 from sscs_tf import distribute, eval_lib, fileio, objective, summaries
 from sscs_tf.data import pipeline
-from sscs_tf.train_state import TrainState, prepare_config
+from sscs_tf.train_state import TrainState, log_word_embeddings, prepare_config
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -125,6 +125,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   strategy = strategy or distribute.make_strategy(config.train.strategy,
                                                   config.train.devices)
   config = prepare_config(config)
+  log_word_embeddings(config.word_embeddings)
   chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(config.seed)
   state = TrainState(config, strategy, workdir)

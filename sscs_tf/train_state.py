@@ -49,7 +49,39 @@ def prepare_config(config):
     if config.sscs.mode != "off":
       config.sscs.vocab_size = meta["vocab_size"]
       config.sscs.num_clips = models.num_clips(config.model)
+    # Not a model argument: a record of what the words start from, in config.json.
+    config.word_embeddings = describe_word_embeddings(config, meta)
   return config
+
+
+def describe_word_embeddings(config, meta: dict) -> dict:
+  """What the model's word embeddings are: frozen vectors from a file (with the GloVe
+  source and its coverage when the file is the data's), or learned from scratch."""
+  path = config.model.get("embeddings_file", "")
+  if not path:
+    return dict(kind="learned from scratch", dim=config.model.embedding_dim,
+                vocab_size=config.model.vocab_size)
+  described = dict(kind="frozen vectors from a file", file=path, dim=config.model.embedding_dim,
+                   vocab_size=config.model.vocab_size)
+  data_file = meta.get("embeddings_file")
+  if (data_file and meta.get("glove") and os.path.abspath(path) ==
+      os.path.join(os.path.abspath(config.data.data_dir), data_file)):
+    described.update(kind="frozen GloVe", glove=meta["glove"])
+  return described
+
+
+def log_word_embeddings(described: dict) -> None:
+  glove = described.get("glove")
+  if glove:
+    logging.info("Word embeddings: frozen GloVe %s (%d-d): %d of %d vocabulary words have a "
+                 "vector, %.1f%% of training tokens; the rest are zero vectors", glove["path"],
+                 glove["dim"], glove["vocabulary_words_with_vector"],
+                 glove["vocabulary_words"], 100.0 * glove["train_token_coverage"])
+  elif "file" in described:
+    logging.info("Word embeddings: frozen vectors from %s", described["file"])
+  else:
+    logging.info("Word embeddings: learned from scratch (%d words, %d-d)",
+                 described["vocab_size"], described["dim"])
 
 
 def _check_splits_and_periods(config, meta: dict) -> None:
