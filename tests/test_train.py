@@ -25,7 +25,7 @@ def _event_tags(directory):
 
 @pytest.mark.parametrize("field, value, message", [
     ("data.eval_split", "tset", r"config.data.eval_split is 'tset', but .* holds the splits "
-     r"\['test', 'train'\]"),
+     r"\['test', 'train', 'val'\]"),
     ("data.val_split", "vla", "config.data.val_split is 'vla'.*carves `val`"),
     ("data.val_split", "test", "val_split and eval_split are both 'test'"),
     ("train.eval_every_epochs", 0, "config.train.eval_every_epochs must be at least 1, got 0"),
@@ -229,3 +229,56 @@ def test_reduce_lr_on_plateau(mode, values, expected_lr):
   reduced = [schedule.update(v) for v in values]
   assert float(optimizer.learning_rate.numpy()) == pytest.approx(expected_lr)
   assert reduced[-1] == (expected_lr != 1.0)
+
+
+@pytest.mark.slow
+def test_validation_split_alone_picks_the_best_checkpoint_and_drives_the_schedule(
+    demo_records, tmp_path, monkeypatch):
+  # Scripted per epoch: the validation split peaks at epoch 2, the test split would pick
+  # epoch 3; the validation loss keeps falling while the test loss rises.
+  scripted = {"val": dict(rank=[0.2, 0.6, 0.4], loss=[0.9, 0.8, 0.7]),
+              "test": dict(rank=[0.1, 0.3, 0.9], loss=[0.5, 0.6, 0.7])}
+  calls = []
+  real_evaluate = eval_lib.evaluate
+
+  def evaluate(model, config, split, **kwargs):
+    table, predictions = real_evaluate(model, config, split, **kwargs)
+    epoch = sum(1 for s in calls if s == split)
+    calls.append(split)
+    return dict(table, **{"Rank1@0.5": scripted[split]["rank"][epoch],
+                          "loss": scripted[split]["loss"][epoch]}), predictions
+
+  monkeypatch.setattr(eval_lib, "evaluate", evaluate)
+  config = tiny_config(demo_records, num_epochs=3, checkpoint_every_steps=100)
+  with config.unlocked():
+    config.data.batch_size = 32  # a few steps per epoch
+    config.optim.plateau_monitor = "loss"
+    config.optim.plateau_patience = 0
+  steps = pipeline.steps_per_epoch(pipeline.load_meta(demo_records), "train",
+                                   config.data.batch_size)
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  assert calls == ["val"] * 3
+  best = json.load(open(tmp_path / "best" / "best.json"))
+  assert (best["split"], best["step"], best["value"]) == ("val", 2 * steps, 0.6)
+  learning_rate = [e.tensor for e in _event_tags(str(tmp_path / "tensorboard" / "train"))[
+      "learning_rate"]]
+  # The falling validation loss never reduced the rate (the test loss would have, at once).
+  np.testing.assert_allclose([tf.make_ndarray(v) for v in learning_rate],
+                              config.optim.learning_rate, rtol=1e-6)
+
+
+def test_without_a_validation_split_nothing_is_selected_and_no_schedule_may_run(
+    demo_records, tmp_path):
+  config = tiny_config(demo_records, num_train_steps=2)
+  with config.unlocked():
+    config.data.val_split = ""
+    config.optim.plateau_monitor = ""
+    config.eval.query_diagnostics = False
+  table = train_lib.train_and_evaluate(config, str(tmp_path))
+  assert table["num_queries"] > 0  # the test split's curves, for TensorBoard only
+  assert not os.path.exists(tmp_path / "best")
+  with config.unlocked():
+    config.optim.plateau_monitor = "loss"
+  with pytest.raises(ValueError, match="no config.data.val_split: the schedule would follow "
+                     "the test split"):
+    prepare_config(config)
