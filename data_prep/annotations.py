@@ -217,8 +217,8 @@ def carve_validation(split: SplitAnnotations, fraction: float, seed: int,
   if not 0.0 < fraction < 1.0:
     raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
   videos = sorted({q.video_id for q in split.queries})
-  count = int(round(fraction * len(videos)))
-  if not 0 < count < len(videos):
+  count = max(1, int(round(fraction * len(videos))))
+  if count >= len(videos):
     raise ValueError(f"{split.name}: {len(videos)} videos cannot give a validation split of "
                      f"fraction {fraction} with videos on both sides")
   held = set(np.random.default_rng(seed).permutation(videos)[:count].tolist())

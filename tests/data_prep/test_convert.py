@@ -149,9 +149,33 @@ def test_command_line(charades, tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "data_prep.charades_sta", f"--annotation_dir={annotation_dir}",
        f"--features={features}", f"--output_dir={out}", "--num_shards=2",
-       "--feature_dtype=float16"],
+       "--feature_dtype=float16", "--val_fraction=0"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "train: 3 queries over 2 videos kept; skipped: empty sentence: 1, start >= end: 1" \
       in result.stderr
   assert json.load(open(out / "meta.json"))["feature_dtype"] == "float16"
+
+
+def test_charades_validation_split_carved_by_video(charades, tmp_path):
+  annotation_dir, features, _ = charades
+  out = tmp_path / "carved"
+  result = subprocess.run(
+      [sys.executable, "-m", "data_prep.charades_sta", f"--annotation_dir={annotation_dir}",
+       f"--features={features}", f"--output_dir={out}", "--val_fraction=0.5",
+       "--val_seed=3"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  meta = json.load(open(out / "meta.json"))
+  train, val = meta["splits"]["train"], meta["splits"]["val"]
+  # Two training videos (A: 2 queries, B: 1): one goes to val with all its queries.
+  assert (train["videos"], val["videos"]) == (1, 1)
+  assert train["queries"] + val["queries"] == 3
+  assert val["origin"] == dict(carved_from="train", fraction=0.5, seed=3, videos=1)
+  # The reader's drops stay with the training split; the converter's (an empty sentence,
+  # of video B) go with the split the query fell in.
+  assert train["skipped"]["start >= end"] == 1
+  assert train["skipped"].get("empty sentence", 0) + val["skipped"].get("empty sentence",
+                                                                         0) == 1
+  _, train_videos = _read_records(out, "train")
+  _, val_videos = _read_records(out, "val")
+  assert not set(train_videos) & set(val_videos)
