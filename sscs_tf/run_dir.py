@@ -46,6 +46,9 @@ def checkpoint_selection(workdir: str, choice: str, path: str, config) -> dict:
     split = best.get("split", config.data.eval_split)
     return dict(checkpoint=path, how=f"best {best['metric']} on {split!r} (step {best['step']})",
                 split=split, metric=best["metric"], step=best["step"])
+  if choice == "best" and os.path.dirname(path) == os.path.join(workdir, "best"):
+    return dict(checkpoint=path, how="the run's best/ without best.json (selection unknown, "
+                "e.g. imported weights)", split=None, metric=None, step=None)
   if choice in CHOICES:
     how = ("last saved checkpoint (no best: the run has no validation split)"
            if choice == "best" else "last saved checkpoint")
