@@ -2,6 +2,7 @@ r"""LGI on Charades-STA.
 
   --config configs/lgi_charades.py              # I3D features
   --config configs/lgi_charades.py:runlocal     # tiny widths, short run
+  --config configs/lgi_charades.py:val_split=   # all of train, no checkpoint selection
 
 Published values from the LGI code's charades option file (reference-lgi.md).
 """

@@ -4,6 +4,7 @@ r"""2D-TAN on Charades-STA.
   --config configs/tan_charades.py:variant=pool,feature=vgg
   --config configs/tan_charades.py:runlocal              # tiny widths, short run
   --config configs/tan_charades.py:sscs=ss               # with Sscs (configs/training.py)
+  --config configs/tan_charades.py:val_split=            # all of train, no selection
 
 Published values from the 2D-TAN code's charades configs (reference-2dtan.md).
 """

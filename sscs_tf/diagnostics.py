@@ -88,7 +88,8 @@ def accuracy_by_moments(video_ids, gts, hits) -> dict:
   hits = np.asarray(hits, bool)
   if hits.shape != counts.shape:
     raise ValueError(f"hits must be [{len(counts)}], got {hits.shape}")
-  return {str(k): dict(queries=int((counts == k).sum()), accuracy=float(hits[counts == k].mean()))
+  return {str(k): dict(queries=int((counts == k).sum()),
+                       accuracy=float(hits[counts == k].mean()))
           for k in np.unique(counts).tolist()}
 
 

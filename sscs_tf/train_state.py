@@ -239,7 +239,8 @@ class TrainState:
       path = os.path.join(self.workdir, "best", "best.json")
       if self.chief:
         fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
-                                        "split": split, "step": step, "checkpoint": os.path.basename(saved),
+                                        "split": split, "step": step,
+                                        "checkpoint": os.path.basename(saved),
                                         "table": table})
         logging.info("New best %s %.4f at step %d", metric, table[metric], step)
       self._drop_scratch()

@@ -40,8 +40,8 @@ def main(argv):
   selection["selected_on_reported_split"] = selection["split"] == split
   if selection["selected_on_reported_split"] and not _ALLOW_SELECTED.value:
     raise SystemExit(
-        f"sscs-eval: the checkpoint {path} was chosen as the {selection['how']}: its {split!r} numbers "
-        f"would be selected on {split!r} itself. Evaluate another split, --checkpoint latest, "
+        f"sscs-eval: the checkpoint {path} was chosen as the {selection['how']}: its "
+        f"{split!r} numbers would be selected on {split!r} itself. Evaluate another split, --checkpoint latest, "
         "or pass --allow_selected_on_split to report them labelled as such.")
   table, predictions = eval_lib.evaluate(model, config, split,
                                          with_predictions=bool(_PREDICTIONS.value))
