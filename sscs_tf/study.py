@@ -114,7 +114,8 @@ def summarize(results: dict, seeds) -> dict:
   first = next(iter(next(iter(results.values())).values()))
   columns = _columns(first["table"])
   summary = dict(split=first["split"], seeds=list(seeds), columns=[c for c, _ in columns],
-                 variants={}, paired_vs_off={}, by_moments={}, selection={})
+                 variant_order=list(results), variants={}, paired_vs_off={}, by_moments={},
+                 selection={})
   for variant, runs in results.items():
     rows = {}
     for label, get in columns:
@@ -138,38 +139,50 @@ def summarize(results: dict, seeds) -> dict:
   return summary
 
 
-def _cell(stats: dict, signed: bool = False) -> str:
-  return f"{100 * stats['mean']:{'+' if signed else ''}.2f} ± {100 * stats['sd']:.2f}"
+def _cell(stats: dict, signed: bool = False, spread: bool = True) -> str:
+  mean = f"{100 * stats['mean']:{'+' if signed else ''}.2f}"
+  return f"{mean} ± {100 * stats['sd']:.2f}" if spread else mean
 
 
 def markdown(summary: dict) -> str:
-  """The summary as markdown tables (percent)."""
+  """The summary as markdown tables (percent; ± sd over seeds when there are several)."""
   columns = summary["columns"]
+  spread = len(summary["seeds"]) > 1
+  _cell_ = lambda stats, signed=False: _cell(stats, signed, spread)  # noqa: E731
   header = ["| Sscs | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-  lines = [f"Split `{summary['split']}`; mean ± sd over seeds "
-           f"{', '.join(map(str, summary['seeds']))}.", ""] + header
-  for variant, rows in summary["variants"].items():
-    lines.append(f"| {variant} | " + " | ".join(_cell(rows[c]) for c in columns) + " |")
+  seeds = ", ".join(map(str, summary["seeds"]))
+  lines = [f"Split `{summary['split']}`; " + (f"mean ± sd over seeds {seeds}." if spread else
+                                              f"one seed ({seeds}): no spread to show."),
+           ""] + header
+  order = summary["variant_order"]  # JSON files keep keys sorted
+  for variant in order:
+    rows = summary["variants"][variant]
+    lines.append(f"| {variant} | " + " | ".join(_cell_(rows[c]) for c in columns) + " |")
   if summary["paired_vs_off"]:
-    lines += ["", "Paired differences against `off` (same seed), mean ± sd:", ""] + header
-    for variant, rows in summary["paired_vs_off"].items():
-      lines.append(f"| {variant} - off | " + " | ".join(_cell(rows[c], True) for c in columns)
+    lines += ["", "Paired differences against `off` (same seed)" +
+              (", mean ± sd:" if spread else ":"), ""] + header
+    for variant in [v for v in order if v in summary["paired_vs_off"]]:
+      rows = summary["paired_vs_off"][variant]
+      lines.append(f"| {variant} - off | " + " | ".join(_cell_(rows[c], True) for c in columns)
                    + " |")
   moments = sorted({m for rows in summary["by_moments"].values() for m in rows}, key=int)
   lines += ["", f"Top-1 accuracy ({columns[0]}) by annotated moments per video:", "",
             "| Sscs | " + " | ".join(f"{m} moment(s)" for m in moments) + " |",
             "|---" * (len(moments) + 1) + "|"]
-  for variant, rows in summary["by_moments"].items():
-    lines.append(f"| {variant} | " + " | ".join(_cell(rows[m]) if m in rows else "-"
+  for variant in order:
+    rows = summary["by_moments"][variant]
+    lines.append(f"| {variant} | " + " | ".join(_cell_(rows[m]) if m in rows else "-"
                                                 for m in moments) + " |")
   lines += ["", "Per-seed values (" + ", ".join(columns) + "):", ""]
-  for variant, rows in summary["variants"].items():
+  for variant in order:
+    rows = summary["variants"][variant]
     per_seed = zip(*(rows[c]["per_seed"] for c in columns))
     lines.append(f"- {variant}: " + "; ".join(" / ".join(f"{100 * v:.1f}" for v in values)
                                               for values in per_seed))
   chosen = {(c["metric"], c["split"]) for runs in summary["selection"].values() for c in runs}
-  steps = "; ".join(f"{variant} {', '.join(str(c['step']) for c in runs)}"
-                    for variant, runs in summary["selection"].items())
+  steps = "; ".join(
+      variant + " " + ", ".join(str(c["step"]) for c in summary["selection"][variant])
+      for variant in order)
   lines += ["", "Checkpoints: best " + ", ".join(f"{m} on `{s}`" for m, s in sorted(chosen))
             + f", at steps {steps}."]
   return "\n".join(lines)
