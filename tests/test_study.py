@@ -88,3 +88,32 @@ def test_variant_config_sets_the_objective_and_the_seed_only(demo_records):
   assert config.sscs.mode == "off"  # the given config is not changed
   with pytest.raises(ValueError, match="Unknown sscs variant 'sss'"):
     study.run_study(config, ["off", "sss"], [0], "/nonexistent")
+
+
+def _result(rank, same, swapped, step):
+  query = dict(same_top1=same, top1_on_other_gt=0.1, top1_on_own_gt=0.5,
+               query_shuffled=dict(queries=10, accuracy_own=rank, accuracy_swapped=swapped),
+               by_moments={"2": dict(queries=10, accuracy=rank)})
+  return dict(split="test", selection=dict(split="val", metric="Rank1@0.5", step=step),
+              table={"Rank1@0.5": rank, "mIoU": rank / 2, "loss": 1.0, "num_queries": 10,
+                     "seconds": 1.0, "query_dependence": query})
+
+
+def test_summary_by_hand():
+  results = {"off": {0: _result(0.30, 0.8, 0.30, 10), 1: _result(0.40, 0.7, 0.38, 20)},
+             "ss": {0: _result(0.50, 0.3, 0.20, 30), 1: _result(0.70, 0.2, 0.25, 40)}}
+  summary = study.summarize(results, [0, 1])
+  assert summary["columns"] == ["Rank1@0.5", "mIoU", "same top-1", "top-1 on other GT",
+                                "top-1 own sentence", "top-1 swapped sentence"]
+  ss = summary["variants"]["ss"]["Rank1@0.5"]
+  assert ss["per_seed"] == [0.5, 0.7] and ss["mean"] == pytest.approx(0.6)
+  assert ss["sd"] == pytest.approx(0.1 * 2 ** 0.5)  # sample sd of 0.5, 0.7
+  paired = summary["paired_vs_off"]["ss"]["Rank1@0.5"]  # differences 0.2 and 0.3
+  assert (paired["mean"], paired["sd"]) == (pytest.approx(0.25), pytest.approx(0.05 * 2 ** 0.5))
+  assert summary["paired_vs_off"]["ss"]["top-1 swapped sentence"]["mean"] == pytest.approx(
+      -0.115)
+  assert summary["by_moments"]["off"]["2"]["mean"] == pytest.approx(0.35)
+  text = study.markdown(summary)
+  assert "| ss | 60.00 ± 14.14 | 30.00 ± 7.07 | 25.00 ± 7.07 |" in text
+  assert "| ss - off | +25.00 ± 7.07 |" in text
+  assert "Checkpoints: best Rank1@0.5 on `val`, at steps off 10, 20; ss 30, 40." in text
