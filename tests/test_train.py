@@ -231,7 +231,6 @@ def test_reduce_lr_on_plateau(mode, values, expected_lr):
   assert reduced[-1] == (expected_lr != 1.0)
 
 
-@pytest.mark.slow
 def test_validation_split_alone_picks_the_best_checkpoint_and_drives_the_schedule(
     demo_records, tmp_path, monkeypatch):
   # Scripted per epoch: the validation split peaks at epoch 2, the test split would pick
