@@ -53,6 +53,7 @@ setuptools.setup(
             "sscs-prep-demo=data_prep.demo:run",
             "sscs-train=sscs_tf.cli.train:run",
             "sscs-eval=sscs_tf.cli.eval:run",
+            "sscs-study=sscs_tf.cli.study:run",
             "sscs-export=sscs_tf.cli.export:run",
             "sscs-ground=sscs_tf.cli.ground:run",
             "sscs-demo=sscs_tf.cli.demo:run",

@@ -98,7 +98,8 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
   config.loss = ml_collections.ConfigDict(dict(min_iou=min_iou, max_iou=max_iou))
 
   config.eval = ml_collections.ConfigDict(dict(
-      nms_thresh=nms_thresh, iou_thresholds=list(iou_thresholds), ranks=[1, 5]))
+      nms_thresh=nms_thresh, iou_thresholds=list(iou_thresholds), ranks=[1, 5],
+      query_diagnostics=True))  # sscs_tf/diagnostics.py; a second pass, swapped sentences.
 
   config.optim = ml_collections.ConfigDict(dict(
       name="adam",
@@ -164,7 +165,8 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
   ))
 
   # R@1 with IoU >= m (>=, where 2D-TAN's Rank n@m uses >); one prediction, no NMS.
-  config.eval = ml_collections.ConfigDict(dict(iou_thresholds=[0.3, 0.5, 0.7], ranks=[1]))
+  config.eval = ml_collections.ConfigDict(dict(iou_thresholds=[0.3, 0.5, 0.7], ranks=[1],
+                                               query_diagnostics=True))
 
   config.optim = ml_collections.ConfigDict(dict(
       name="adam",

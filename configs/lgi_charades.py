@@ -2,6 +2,7 @@ r"""LGI on Charades-STA.
 
   --config configs/lgi_charades.py              # I3D features
   --config configs/lgi_charades.py:runlocal     # tiny widths, short run
+  --config configs/lgi_charades.py:val_split=   # all of train, no checkpoint selection
 
 Published values from the LGI code's charades option file (reference-lgi.md).
 """
@@ -12,7 +13,7 @@ FEATURE_DIMS = {"i3d": 1024}  # Published: I3D (fine-tuned on Charades), 1024-d.
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, feature="i3d", **common.COMMON_ARGS)
+  args = common.parse_arg(arg, feature="i3d", val_split="val", **common.COMMON_ARGS)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.lgi_config(
       dataset="charades_sta",
@@ -25,6 +26,8 @@ def get_config(arg=None):
       # Normalised targets (end / duration) can exceed 1 in Charades-STA: no sigmoid.
       output_activation="relu",
       num_epochs=500,  # Published: 500 epochs.
-      val_split="",  # Charades-STA has no validation split.
+      # `val`: carved out of the training videos by data_prep.charades_sta; `val_split=`
+      # trains on all of train as published, without checkpoint selection.
+      val_split=args.val_split,
       eval_split="test",
       runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

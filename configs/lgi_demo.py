@@ -16,7 +16,7 @@ def get_config(arg=None):
   config = common.lgi_config(
       dataset="charades_sta", feature_dim=128, num_phrases=3, num_nonlocal_blocks=1,
       num_heads=2, dqa_lambda=0.3, max_query_length=10, output_activation="relu",
-      num_epochs=args.epochs, val_split="", eval_split="test", runlocal=False,
+      num_epochs=args.epochs, val_split="val", eval_split="test", runlocal=False,
       sscs=args.sscs)
   common.shrink_for_demo(config, args.seed)
   with config.unlocked():

@@ -4,6 +4,7 @@ r"""2D-TAN on Charades-STA.
   --config configs/tan_charades.py:variant=pool,feature=vgg
   --config configs/tan_charades.py:runlocal              # tiny widths, short run
   --config configs/tan_charades.py:sscs=ss               # with Sscs (configs/training.py)
+  --config configs/tan_charades.py:val_split=            # all of train, no selection
 
 Published values from the 2D-TAN code's charades configs (reference-2dtan.md).
 """
@@ -17,7 +18,8 @@ NMS_THRESH = {"conv": 0.5, "pool": 0.45}
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, variant="conv", feature="i3d", **common.COMMON_ARGS)
+  args = common.parse_arg(arg, variant="conv", feature="i3d", val_split="val",
+                          **common.COMMON_ARGS)
   common.check_choice("variant", args.variant, NMS_THRESH)
   common.check_choice("feature", args.feature, FEATURE_DIMS)
   return common.tan_config(
@@ -32,6 +34,8 @@ def get_config(arg=None):
       max_iou=1.0,  # ... to 1.0.
       nms_thresh=NMS_THRESH[args.variant],
       iou_thresholds=[0.5, 0.7],  # Published: Rank n@m for m in {0.5, 0.7}.
-      val_split="",  # Charades-STA has no validation split: no plateau schedule.
+      # `val`: carved out of the training videos by data_prep.charades_sta; `val_split=`
+      # trains on all of train as published, without checkpoint selection.
+      val_split=args.val_split,
       eval_split="test",
       runlocal=args.runlocal, sscs=args.sscs, paper_optim=args.paper_optim)

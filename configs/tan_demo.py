@@ -19,7 +19,7 @@ def get_config(arg=None):
       dataset="charades_sta", variant=args.variant, feature_dim=128, num_clips=16,
       num_scale_layers=[16], map_kernel_size=5, map_num_layers=4, min_iou=0.5, max_iou=1.0,
       nms_thresh=tan_charades.NMS_THRESH[args.variant], iou_thresholds=[0.5, 0.7],
-      val_split="", eval_split="test", runlocal=False, sscs=args.sscs)
+      val_split="val", eval_split="test", runlocal=False, sscs=args.sscs)
   common.shrink_for_demo(config, args.seed)
   with config.unlocked():
     config.model.lstm_units = 64

@@ -24,6 +24,8 @@ import json
 import math
 import os
 
+import numpy as np
+
 from sscs_tf.data import protocol
 
 
@@ -63,6 +65,8 @@ class SplitAnnotations:
   queries: list[Query]
   durations: dict[str, float]
   skipped: SkipLog
+  # How the split was made when it is not a file of the release (meta.json records it).
+  origin: dict = dataclasses.field(default_factory=dict)
 
   def protocol_summary(self, name: str) -> dict:
     """Queries and videos the protocol `name` keeps, with its drops and clips by reason."""
@@ -301,3 +305,31 @@ def read_activitynet(json_path: str, split: str,
   return _read_json_split(json_path, split, skip_malformed,
                           duration_of=lambda e: _as_float(e["duration"]),
                           time_scale_of=lambda e: 1.0)
+
+
+def carve_validation(split: SplitAnnotations, fraction: float, seed: int,
+                     name: str = "val") -> tuple[SplitAnnotations, SplitAnnotations]:
+  """Splits `split` by video into (rest, validation): round(fraction * videos) videos, drawn
+  with `seed`, go to the validation split with all their queries, so no video is in both.
+
+  The draw depends only on the sorted video ids and the seed. Queries the source file
+  dropped stay in the rest's skip log (they were never in either split).
+  """
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+  videos = sorted({q.video_id for q in split.queries})
+  count = max(1, int(round(fraction * len(videos))))
+  if count >= len(videos):
+    raise ValueError(f"{split.name}: {len(videos)} videos cannot give a validation split of "
+                     f"fraction {fraction} with videos on both sides")
+  held = set(np.random.default_rng(seed).permutation(videos)[:count].tolist())
+  durations = split.durations
+
+  def part(split_name, keep, origin):
+    queries = [q for q in split.queries if (q.video_id in held) == keep]
+    return SplitAnnotations(split_name, queries,
+                            {v: durations[v] for v in {q.video_id for q in queries}},
+                            SkipLog() if keep else split.skipped, origin=origin)
+
+  origin = dict(carved_from=split.name, fraction=fraction, seed=seed, videos=count)
+  return part(split.name, False, {}), part(name, True, origin)

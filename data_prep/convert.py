@@ -226,6 +226,8 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
         "skipped": split.skipped.counts(),
         "protocols": {name: split.protocol_summary(name) for name in protocol.PROTOCOLS},
     }
+    if split.origin:
+      meta_splits[split.name]["origin"] = split.origin
   vocab.save(os.path.join(tmp_dir, "vocab.txt"))
   if matrix is not None:
     fileio.atomic_save_npy(os.path.join(tmp_dir, "embeddings.npy"), matrix)

@@ -52,6 +52,10 @@ VERBS = {
 }
 TEMPLATES = ("a person {third} the {obj}.", "person {third} a {obj}.",
              "the person is {gerund} the {obj}.", "a person {third} the {obj} in the room.")
+# The mutual-exclusion setting gives every action of a video the same verb, on different
+# objects: verbs that apply to many objects.
+SHARED_VERBS = ("open", "close", "hold", "put down", "take")
+SETTINGS = ("additive", "mutual_exclusion")
 SCENES = ("Kitchen", "Bedroom", "Living room", "Hallway", "Bathroom")
 CSV_HEADER = ("id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
               "descriptions", "actions", "length")
@@ -86,10 +90,15 @@ def _video_id(rng, taken: set) -> str:
       return vid
 
 
-def _actions(rng, scene_objects, duration):
-  """2-3 (verb, object, start, end) with disjoint intervals inside the video."""
-  candidates = [(v, o) for v, (_, _, objs) in VERBS.items() for o in objs if o in scene_objects]
-  count = int(rng.integers(2, 4))
+def _actions(rng, scene_objects, duration, verb=None):
+  """2-3 (verb, object, start, end) with disjoint intervals inside the video; with `verb`,
+  that verb on distinct scene objects (the mutual-exclusion setting)."""
+  if verb is None:
+    candidates = [(v, o) for v, (_, _, objs) in VERBS.items() for o in objs
+                  if o in scene_objects]
+  else:
+    candidates = [(verb, o) for o in scene_objects]
+  count = min(int(rng.integers(2, 4)), len(candidates))
   chosen = [candidates[i] for i in rng.choice(len(candidates), count, replace=False)]
   cuts = np.sort(rng.uniform(0, duration, count - 1))
   bounds = np.concatenate([[0.0], cuts, [duration]])
@@ -103,8 +112,14 @@ def _actions(rng, scene_objects, duration):
   return actions
 
 
-def _features(rng, world, scene_objects, actions, duration, num_clips):
-  """[T, D]: entities in every clip; an action's directions only inside its interval."""
+def _features(rng, world, scene_objects, actions, duration, num_clips, setting):
+  """[T, D]: entities in every clip; an action's directions only inside its interval.
+
+  "additive": the action adds its verb and a verb-object interaction direction.
+  "mutual_exclusion": no interaction direction; the handled object shows more strongly
+  inside the action (as a held cup fills the frame), so the action is told apart from the
+  video's other actions only through an entity that is also in every other clip.
+  """
   presence = rng.uniform(0.6, 1.0, size=len(scene_objects) + 1)
   entities = presence[0] * world.person + sum(
       p * world.objects[o] for p, o in zip(presence[1:], scene_objects))
@@ -112,7 +127,10 @@ def _features(rng, world, scene_objects, actions, duration, num_clips):
   feats = np.tile(entities, (num_clips, 1))
   for verb, obj, start, end in actions:
     inside = ((clip_centers >= start) & (clip_centers <= end)).astype(np.float64)[:, None]
-    feats += inside * (1.2 * world.verbs[verb] + 0.8 * world.interactions[(verb, obj)])
+    if setting == "additive":
+      feats += inside * (1.2 * world.verbs[verb] + 0.8 * world.interactions[(verb, obj)])
+    else:
+      feats += inside * (1.2 * world.verbs[verb] + 1.0 * world.objects[obj])
   feats += rng.normal(scale=0.35, size=feats.shape)
   return feats.astype(np.float32)
 
@@ -123,16 +141,26 @@ def _sentences(rng, verb, obj):
   return [TEMPLATES[i].format(third=third, gerund=gerund, obj=obj) for i in picks]
 
 
-def make_split(rng, world, num_videos, taken_ids, with_release_quirks):
+def _scene(rng, setting):
+  """(scene objects, verb shared by every action or None)."""
+  if setting == "additive":
+    return list(rng.choice(OBJECTS, int(rng.integers(2, 4)), replace=False)), None
+  verb = str(rng.choice(SHARED_VERBS))
+  objects = VERBS[verb][2]
+  return list(rng.choice(objects, int(rng.integers(2, 4)), replace=False)), verb
+
+
+def make_split(rng, world, num_videos, taken_ids, with_release_quirks, setting="additive"):
   """Returns (annotation lines, csv rows, {video_id: features})."""
   lines, rows, features = [], [], {}
   for index in range(num_videos):
     vid = _video_id(rng, taken_ids)
     duration = round(float(rng.uniform(18.0, 40.0)), 2)
-    scene_objects = list(rng.choice(OBJECTS, int(rng.integers(2, 4)), replace=False))
-    actions = _actions(rng, scene_objects, duration)
+    scene_objects, verb = _scene(rng, setting)
+    actions = _actions(rng, scene_objects, duration, verb)
     num_clips = int(round(duration * 2))
-    features[vid] = _features(rng, world, scene_objects, actions, duration, num_clips)
+    features[vid] = _features(rng, world, scene_objects, actions, duration, num_clips,
+                              setting)
     for verb, obj, start, end in actions:
       for sentence in _sentences(rng, verb, obj):
         lines.append(f"{vid} {start:.1f} {end:.1f}##{sentence}")
@@ -149,14 +177,17 @@ def make_split(rng, world, num_videos, taken_ids, with_release_quirks):
 
 
 def write_raw(output_dir: str, seed: int = 0, num_train_videos: int = 400,
-              num_test_videos: int = 120, feature_dim: int = 128) -> dict:
+              num_test_videos: int = 120, feature_dim: int = 128,
+              setting: str = "additive") -> dict:
   """Writes the raw Charades-STA-format files; returns their paths."""
+  if setting not in SETTINGS:
+    raise ValueError(f"Unknown demo setting {setting!r}; known: {SETTINGS}.")
   rng = np.random.default_rng(seed)
   world = World(rng, feature_dim)
   os.makedirs(output_dir, exist_ok=True)
   taken, all_features = set(), {}
   for split, count in (("train", num_train_videos), ("test", num_test_videos)):
-    lines, rows, feats = make_split(rng, world, count, taken, split == "train")
+    lines, rows, feats = make_split(rng, world, count, taken, split == "train", setting)
     all_features.update(feats)
     fileio.atomic_write_text(os.path.join(output_dir, f"charades_sta_{split}.txt"),
                              "".join(line + "\n" for line in lines))
@@ -192,7 +223,8 @@ def build(output_dir: str, seed: int = 0, convert_records: bool = True, **sizes)
   raw = write_raw(os.path.join(output_dir, "raw"), seed, **sizes)
   records_dir = os.path.join(output_dir, "tfrecords")
   if convert_records:
-    splits = charades_sta.read_splits(raw["annotation_dir"])
+    splits = charades_sta.read_splits(raw["annotation_dir"],
+                                      val_fraction=charades_sta.VAL_FRACTION)
     convert.convert("charades_sta", splits, raw["features"], records_dir,
                     convert.Options(num_shards=4, glove=raw["glove"]))
   return records_dir
@@ -207,6 +239,9 @@ def run():
   flags.DEFINE_integer("num_train_videos", 400, "Training videos.")
   flags.DEFINE_integer("num_test_videos", 120, "Test videos.")
   flags.DEFINE_integer("feature_dim", 128, "Feature width D.")
+  flags.DEFINE_enum("setting", "additive", SETTINGS, "additive: actions add their own "
+                    "directions; mutual_exclusion: a video's actions share their verb and "
+                    "differ only by an object seen in every clip (docs/demo_data.md).")
   flags.DEFINE_bool("convert", True, "Also convert raw/ into tfrecords/.")
 
   def main(argv):
@@ -214,7 +249,8 @@ def run():
     logging.set_verbosity(logging.INFO)
     records = build(FLAGS.output_dir, FLAGS.seed, FLAGS.convert,
                     num_train_videos=FLAGS.num_train_videos,
-                    num_test_videos=FLAGS.num_test_videos, feature_dim=FLAGS.feature_dim)
+                    num_test_videos=FLAGS.num_test_videos, feature_dim=FLAGS.feature_dim,
+                    setting=FLAGS.setting)
     raw = os.path.join(FLAGS.output_dir, "raw")
     print(f"Demo Charades-STA files: {raw}")
     if FLAGS.convert:

@@ -1,92 +1,71 @@
-r"""Sscs on the demo data: 2D-TAN with Sscs off, GTC and SS (both objectives), several seeds.
+r"""The Sscs study on the demo data: `sscs-study` with configs/tan_demo.py on both demo settings.
 
-  python -m scripts.sscs_study --workdir /tmp/sscs_study [--seeds 0,1,2] [--write_docs]
+  python -m scripts.sscs_study --workdir /tmp/sscs_study [--settings additive,mutual_exclusion]
+      [--variants off,gtc,ss] [--seeds 0,1,2] [--write_docs]
 
-Trains `configs/tan_demo.py` for each mode and seed on one demo dataset and prints the
-test-set Rank1@{0.5,0.7} and Rank5@{0.5,0.7} of the last epoch (no checkpoint selection:
-the demo data has no validation split), as mean and standard deviation over the seeds.
-`--write_docs` puts the table into docs/sscs.md between its study markers.
+For each demo setting (docs/demo_data.md) it writes the demo dataset into
+{workdir}/{setting}/data and runs `sscs_tf.study.run_study` in {workdir}/{setting} (the same
+as `sscs-study --config configs/tan_demo.py --config.data.data_dir=...`): best checkpoint on
+the validation split, reported on the test split with the query-dependence check. Started
+again, it resumes. `--write_docs` puts the tables into docs/sscs.md between its markers.
 """
 
 import os
 import re
-import sys
 
-import numpy as np
 from absl import app, flags, logging
 
 from configs import tan_demo
 from data_prep import demo
-from sscs_tf import fileio, train_lib
+from sscs_tf import fileio, study
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the data and the runs go.",
                                required=True)
+_SETTINGS = flags.DEFINE_list("settings", list(demo.SETTINGS), "Demo settings.")
+_VARIANTS = flags.DEFINE_list("variants", ["off", "gtc", "ss"], "Sscs variants.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
-_MODES = flags.DEFINE_list("modes", ["off", "gtc", "ss"], "Sscs variants (configs/training.py).")
-_WRITE_DOCS = flags.DEFINE_bool("write_docs", False, "Write the table into docs/sscs.md.")
+_EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs per run.")
+_WRITE_DOCS = flags.DEFINE_bool("write_docs", False, "Write the tables into docs/sscs.md.")
 
-METRICS = ("Rank1@0.5", "Rank1@0.7", "Rank5@0.5", "Rank5@0.7")
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                     "sscs.md")
-BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 
 
-def run_one(records: str, mode: str, seed: int, workdir: str) -> dict:
-  result_path = os.path.join(workdir, "result.json")
-  if os.path.exists(result_path):
-    return fileio.read_json(result_path)
-  config = tan_demo.get_config(f"sscs={mode},seed={seed}")
+def demo_study(workdir: str, setting: str, variants, seeds, epochs: int) -> dict:
+  records = os.path.join(workdir, "data", "tfrecords")
+  if not os.path.exists(os.path.join(records, "meta.json")):
+    demo.build(os.path.join(workdir, "data"), setting=setting)
+  config = tan_demo.get_config(f"epochs={epochs}")
   with config.unlocked():
     config.data.data_dir = records
-  table = train_lib.train_and_evaluate(config, workdir)
-  fileio.atomic_write_json(result_path, table)
-  return table
+  return study.run_study(config, variants, seeds, workdir)
 
 
-def format_table(results: dict, seeds) -> str:
-  lines = ["| Sscs | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-  for mode, tables in results.items():
-    cells = []
-    for metric in METRICS:
-      values = 100 * np.array([t[metric] for t in tables])
-      cells.append(f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
-    lines.append(f"| {mode} | " + " | ".join(cells) + " |")
-  lines.append("")
-  lines.append(f"Mean ± standard deviation over seeds {', '.join(seeds)}; per-seed values:")
-  lines.append("")
-  for mode, tables in results.items():
-    per_seed = "; ".join(" / ".join(f"{100 * t[m]:.1f}" for m in METRICS) for t in tables)
-    lines.append(f"- {mode}: {per_seed}")
-  return "\n".join(lines)
-
-
-def write_docs(table: str) -> None:
+def write_docs(setting: str, table: str, command: str) -> None:
+  begin, end = f"<!-- study:{setting}:begin -->", f"<!-- study:{setting}:end -->"
   with open(DOCS, encoding="utf-8") as f:
     text = f.read()
-  command = "python -m scripts.sscs_study --workdir /tmp/sscs_study --write_docs"
-  block = f"{BEGIN}\n`{command}`\n\n{table}\n{END}"
-  text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+  if begin not in text:
+    raise ValueError(f"{DOCS} has no {begin} marker")
+  block = f"{begin}\n`{command}`\n\n{table}\n{end}"
+  text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
   fileio.atomic_write_text(DOCS, text)
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  records = os.path.join(_WORKDIR.value, "data", "tfrecords")
-  if not os.path.exists(os.path.join(records, "meta.json")):
-    demo.build(os.path.join(_WORKDIR.value, "data"))
-  results = {}
-  for mode in _MODES.value:
-    for seed in _SEEDS.value:
-      run_dir = os.path.join(_WORKDIR.value, f"{mode}_seed{seed}")
-      table = run_one(records, mode, int(seed), run_dir)
-      print(f"{mode} seed {seed}: " + ", ".join(f"{m} {100 * table[m]:.2f}" for m in METRICS),
-            flush=True)
-      results.setdefault(mode, []).append(table)
-  table = format_table(results, _SEEDS.value)
-  print(table)
-  if _WRITE_DOCS.value:
-    write_docs(table)
+  seeds = [int(seed) for seed in _SEEDS.value]
+  command = (f"python -m scripts.sscs_study --workdir /tmp/sscs_study --seeds "
+             f"{','.join(_SEEDS.value)} --variants {','.join(_VARIANTS.value)} --epochs "
+             f"{_EPOCHS.value}")
+  for setting in _SETTINGS.value:
+    summary = demo_study(os.path.join(_WORKDIR.value, setting), setting, _VARIANTS.value,
+                         seeds, _EPOCHS.value)
+    table = study.markdown(summary)
+    print(f"\n## {setting}\n\n{table}", flush=True)
+    if _WRITE_DOCS.value:
+      write_docs(setting, table, f"{command} --settings {setting} --write_docs")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import metrics, objective
+from sscs_tf import diagnostics, metrics, objective
 from sscs_tf.data import pipeline
 
 MODEL_INPUT_KEYS = ("features", "feature_mask", "word_ids", "num_words")
@@ -22,6 +22,9 @@ def model_inputs(batch):
 
 class TanScorer:
   """2D-TAN: sigmoid(scores) * mask, the reference's `joint_prob`, ranked with NMS."""
+
+  # The top-1 hit rule of the paper's table: Rank1@0.5 counts IoU > 0.5.
+  TOP1_METRIC, STRICT = "Rank1@0.5", True
 
   def __init__(self, eval_config):
     self.evaluator = metrics.RankEvaluator(eval_config.nms_thresh, eval_config.iou_thresholds,
@@ -45,6 +48,8 @@ class TanScorer:
 
 class LgiScorer:
   """LGI: the regressed (t_s, t_e) fractions times the duration; R@1 with IoU >= m."""
+
+  TOP1_METRIC, STRICT = "R1@0.5", False
 
   def __init__(self, eval_config):
     self.thresholds = tuple(eval_config.iou_thresholds)
@@ -92,48 +97,105 @@ def make_predict_fn(model, model_name: str, loss_config, element_spec):
   return predict
 
 
-def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False):
+def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False,
+             query_diagnostics: bool | None = None):
   """Runs `model` over `split`.
 
   Returns (table, predictions): table maps metric names ("Rank1@0.5", "mIoU", "loss", ...)
-  to floats, with "num_queries" and "seconds"; predictions is a list of per-query dicts
+  to floats, with "num_queries" and "seconds", and, with query diagnostics (default:
+  `config.eval.query_diagnostics`), "query_dependence": the dict of `diagnostics` (which runs
+  the split a second time with swapped sentences); predictions is a list of per-query dicts
   (query_id, video_id, sentence, duration, gt, segments, ious) or None.
   """
   started = time.time()
+  if query_diagnostics is None:
+    query_diagnostics = bool(config.eval.get("query_diagnostics", False))
   dataset = pipeline.make_dataset(config.data, split, training=False)
   predict_fn = predict_fn or make_predict_fn(model, config.model.name, config.loss,
                                              dataset.element_spec)
-  scorer = SCORERS[config.model.name](config.eval)
-  loss_sum, count, extra = 0.0, 0, {}
-  for batch in pipeline.checked_batches(dataset, config.data.data_dir):
+  scorer, extra, words, loss = _run(dataset, config.data.data_dir, predict_fn,
+                                    SCORERS[config.model.name](config.eval))
+  count = len(extra)
+  if not count:
+    raise ValueError(f"Split {split!r} of {config.data.data_dir} yielded no queries.")
+  table = dict(scorer.result(), loss=loss / count, num_queries=count)
+  per_query = [dict(extra[p["query_id"]], **p) for p in scorer.per_query()]
+  if query_diagnostics:
+    table["query_dependence"] = query_dependence(dataset, predict_fn, config, per_query, words)
+  table["seconds"] = time.time() - started
+  logging.info("Evaluated %d queries of %r in %.1f s: %s", count, split, table["seconds"],
+               format_table(table))
+  return table, (per_query if with_predictions else None)
+
+
+def _run(dataset, data_dir: str, predict_fn, scorer, sentences=None):
+  """One pass: (scorer, {query_id: video_id, sentence}, {query_id: word ids}, loss sum).
+  `sentences(batch)`, when given, replaces each batch's word_ids and num_words."""
+  extra, words, loss_sum = {}, {}, 0.0
+  for batch in pipeline.checked_batches(dataset, data_dir):
+    if sentences is not None:
+      batch = dict(batch, **sentences(batch))
     out = {k: v.numpy() for k, v in predict_fn(batch).items()}
     numpy_batch = {k: v.numpy() for k, v in batch.items()
-                   if k in ("start", "end", "duration", "query_id", "video_id", "sentence")}
+                   if k in ("start", "end", "duration", "query_id", "video_id", "sentence",
+                            "word_ids", "num_words")}
     numpy_batch["query_id"] = [q.decode("utf-8") for q in numpy_batch["query_id"]]
     scorer.update(out, numpy_batch)
     loss_sum += float(out["loss"].sum())
-    count += len(out["loss"])
-    if with_predictions:
-      for qid, vid, sentence in zip(numpy_batch["query_id"], numpy_batch["video_id"],
-                                    numpy_batch["sentence"]):
-        extra[qid] = dict(video_id=vid.decode("utf-8"), sentence=sentence.decode("utf-8"))
-  if not count:
-    raise ValueError(f"Split {split!r} of {config.data.data_dir} yielded no queries.")
-  table = dict(scorer.result(), loss=loss_sum / count, num_queries=count,
-               seconds=time.time() - started)
-  predictions = None
-  if with_predictions:
-    predictions = [dict(extra[p["query_id"]], **p) for p in scorer.per_query()]
-  logging.info("Evaluated %d queries of %r in %.1f s: %s", count, split, table["seconds"],
-               format_table(table))
-  return table, predictions
+    for row, qid in enumerate(numpy_batch["query_id"]):
+      extra[qid] = dict(video_id=numpy_batch["video_id"][row].decode("utf-8"),
+                        sentence=numpy_batch["sentence"][row].decode("utf-8"))
+      words[qid] = numpy_batch["word_ids"][row, :numpy_batch["num_words"][row]]
+  return scorer, extra, words, loss_sum
+
+
+def _top1(per_query, strict: bool, threshold: float = diagnostics.HIT_IOU):
+  """(top-1 segments [Q, 2], top-1 IoUs [Q], hits [Q]) under the scorer's hit rule."""
+  top1 = np.array([p["segments"][0] for p in per_query], np.float64)
+  ious = np.array([p["ious"][0] for p in per_query], np.float64)
+  return top1, ious, (ious > threshold) if strict else (ious >= threshold)
+
+
+def query_dependence(dataset, predict_fn, config, per_query, words) -> dict:
+  """The `diagnostics` of one evaluated split, the shuffled control included."""
+  scorer_class = SCORERS[config.model.name]
+  video_ids = [p["video_id"] for p in per_query]
+  query_ids = [p["query_id"] for p in per_query]
+  gts = np.array([p["gt"] for p in per_query], np.float64)
+  top1, ious, hits = _top1(per_query, scorer_class.STRICT)
+  result = diagnostics.top1_agreement(video_ids, top1, gts)
+  result["by_moments"] = diagnostics.accuracy_by_moments(video_ids, gts, hits)
+  partner = diagnostics.within_video_derangement(video_ids, query_ids)
+  swapped_words = {qid: words[query_ids[k] if k >= 0 else qid]
+                   for qid, k in zip(query_ids, partner.tolist())}
+
+  def sentences(batch):
+    rows = [swapped_words[q.decode("utf-8")] for q in batch["query_id"].numpy()]
+    width = max(1, max(len(r) for r in rows))
+    word_ids = np.zeros((len(rows), width), batch["word_ids"].dtype.as_numpy_dtype)
+    for i, row in enumerate(rows):
+      word_ids[i, :len(row)] = row
+    return dict(word_ids=tf.constant(word_ids),
+                num_words=tf.constant([len(r) for r in rows], batch["num_words"].dtype))
+
+  scorer = _run(dataset, config.data.data_dir, predict_fn, scorer_class(config.eval),
+                sentences)[0]
+  swapped = {p["query_id"]: p for p in scorer.per_query()}
+  _, swapped_ious, swapped_hits = _top1([swapped[q] for q in query_ids], scorer_class.STRICT)
+  result["query_shuffled"] = diagnostics.shuffled_control(hits, swapped_hits, ious,
+                                                          swapped_ious, partner)
+  result["hit_rule"] = scorer_class.TOP1_METRIC
+  return result
+
+
+NOT_METRICS = ("num_queries", "seconds", "query_dependence", "selection")
 
 
 def format_table(table: dict) -> str:
   """One line, metrics in percent as the paper prints them."""
   parts = []
   for name, value in table.items():
-    if name in ("num_queries", "seconds"):
+    if name in NOT_METRICS:
       continue
     parts.append(f"{name} {value:.4f}" if name == "loss" else f"{name} {100 * value:.2f}")
   return ", ".join(parts)
@@ -141,8 +203,33 @@ def format_table(table: dict) -> str:
 
 def paper_table(table: dict, split: str) -> str:
   """The metrics as the paper prints them (percent), a markdown table."""
-  names = [k for k in table if k not in ("loss", "num_queries", "seconds")]
+  names = [k for k in table if k not in NOT_METRICS + ("loss",)]
   header = "| split | " + " | ".join(names) + " |"
   rule = "|---" * (len(names) + 1) + "|"
   row = f"| {split} | " + " | ".join(f"{100 * table[k]:.2f}" for k in names) + " |"
   return "\n".join([header, rule, row])
+
+
+def query_dependence_table(result: dict) -> str:
+  """The query-dependence diagnostics as markdown (percent; docs/sscs.md)."""
+  shuffled = result["query_shuffled"]
+  rule = result["hit_rule"]
+  lines = [
+      "| query dependence | value |", "|---|---|",
+      f"| same-video pairs with coinciding top-1 (IoU >= {diagnostics.COINCIDE_IOU}) | "
+      f"{_percent(result['same_top1'])} of {result['same_video_pairs']} |",
+      f"| top-1 on another query's ground truth (IoU >= {diagnostics.HIT_IOU}) | "
+      f"{_percent(result['top1_on_other_gt'])} (own: {_percent(result['top1_on_own_gt'])}) "
+      f"of {result['differing_gt_pairs']} ordered pairs |",
+      f"| {rule}, own sentence -> another query's of the video | "
+      f"{_percent(shuffled['accuracy_own'])} -> {_percent(shuffled['accuracy_swapped'])} "
+      f"({shuffled['queries']} queries) |",
+  ]
+  for moments, row in result["by_moments"].items():
+    lines.append(f"| {rule}, videos with {moments} moment(s) | {_percent(row['accuracy'])} "
+                 f"({row['queries']} queries) |")
+  return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+  return "n/a" if value != value else f"{100 * value:.2f}"

@@ -41,6 +41,28 @@ def checkpoint_path(workdir: str, checkpoint: str = "best") -> str:
   return path
 
 
+def checkpoint_selection(workdir: str, choice: str, path: str, config) -> dict:
+  """How the checkpoint at `path` was chosen: {"checkpoint", "how", "split", "metric",
+  "step"}; "split" is the split that picked it (None when no evaluation did)."""
+  best_json = os.path.join(workdir, "best", "best.json")
+  if choice == "best" and os.path.exists(best_json) and os.path.dirname(path) == os.path.join(
+      workdir, "best"):
+    best = fileio.read_json(best_json)
+    # Runs trained before best.json named its split chose on the evaluation split.
+    split = best.get("split", config.data.eval_split)
+    return dict(checkpoint=path, how=f"best {best['metric']} on {split!r} (step {best['step']})",
+                split=split, metric=best["metric"], step=best["step"])
+  if choice == "best" and os.path.dirname(path) == os.path.join(workdir, "best"):
+    return dict(checkpoint=path, how="the run's best/ without best.json (selection unknown, "
+                "e.g. imported weights)", split=None, metric=None, step=None)
+  if choice in CHOICES:
+    how = ("last saved checkpoint (no best: the run has no validation split)"
+           if choice == "best" else "last saved checkpoint")
+    return dict(checkpoint=path, how=how, split=None, metric=None, step=None)
+  return dict(checkpoint=path, how="given by path (selection unknown)", split=None,
+              metric=None, step=None)
+
+
 def load_vocabulary(config) -> text.Vocabulary:
   """The run's vocabulary; its size must be the model's (a re-prepared data folder can
   hold another, whose ids would index past the word table)."""

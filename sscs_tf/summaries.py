@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sscs_tf import eval_lib
+from sscs_tf import diagnostics, eval_lib
 from sscs_tf.data import pipeline
 from sscs_tf.report import breakdown, figures
 from sscs_tf.sscs.support import gt_clip_mask
@@ -105,14 +105,18 @@ class Writer:
       return
     with self._writer(split).as_default(step=step):
       for name, value in table.items():
-        if name not in ("num_queries", "seconds"):
+        if name not in eval_lib.NOT_METRICS:
           tf.summary.scalar(f"metrics/{name}" if name != "loss" else "loss/vg", value)
+      # Does the model read the sentence (sscs_tf/diagnostics.py)?
+      for name, value in diagnostics.flat(table.get("query_dependence", {})).items():
+        tf.summary.scalar(name, value)
 
-  def analysis_images(self, step, state, predictions):
-    """Fig. 7 on a fixed evaluation batch and Fig. 8 on the whole evaluation split."""
+  def analysis_images(self, step, state, predictions, split=None):
+    """Fig. 7 on a fixed batch and Fig. 8 on the whole of `split` (default: the evaluation
+    split; the trainer passes the validation split)."""
     if not self.enabled:
       return
-    split = self.config.data.eval_split
+    split = split or self.config.data.eval_split
     if self._fixed_batch is None:
       self._fixed_batch = fixed_batch(self.config, split)
     images = analysis_figures(state.model, self._fixed_batch, predictions,

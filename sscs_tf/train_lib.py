@@ -18,7 +18,7 @@ from absl import logging
 
 from sscs_tf import distribute, eval_lib, fileio, objective, summaries
 from sscs_tf.data import pipeline
-from sscs_tf.train_state import TrainState, prepare_config
+from sscs_tf.train_state import TrainState, log_word_embeddings, prepare_config
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,10 +121,11 @@ class _Progress:
 
 def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   """Trains `config` in `workdir`, resuming from its last checkpoint; returns the last
-  evaluation table (metric name -> value)."""
+  evaluation table (metric name -> value) of `selection_split(config)`."""
   strategy = strategy or distribute.make_strategy(config.train.strategy,
                                                   config.train.devices)
   config = prepare_config(config)
+  log_word_embeddings(config.word_embeddings)
   chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(config.seed)
   state = TrainState(config, strategy, workdir)
@@ -174,7 +175,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   state.save(step)
   writer.close()
   if not table:  # nothing left to train (a finished run started again): evaluate anyway
-    table, _ = eval_lib.evaluate(state.model, config, config.data.eval_split,
+    table, _ = eval_lib.evaluate(state.model, config, selection_split(config),
                                  predict_fn=state.predict_fn)
   return table
 
@@ -183,12 +184,20 @@ def _steps_to_next(step: int, every: int) -> int:
   return every - step % every
 
 
+def selection_split(config) -> str:
+  """The split evaluated during training: the validation split, which alone picks the best
+  checkpoint and drives the plateau schedule. Without one (`data.val_split` empty), the
+  evaluation split is evaluated for the curves only: no best checkpoint, no schedule."""
+  return config.data.val_split or config.data.eval_split
+
+
 def _evaluates(config, epoch: int, step: int, total_steps: int) -> bool:
   return step >= total_steps or (epoch + 1) % config.train.eval_every_epochs == 0
 
 
 def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps: int):
-  """Evaluates when due, updates the plateau schedule and the best checkpoint, then saves.
+  """Evaluates the validation split when due; updates the plateau schedule and the best
+  checkpoint from it, then saves. The evaluation (test) split never steers training.
 
   The order makes a kill at any moment cost nothing but time: the step's checkpoint is
   written after its best checkpoint, so a run killed before that restarts from an earlier
@@ -198,19 +207,16 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
   config = state.config
   if not _evaluates(config, epoch, step, total_steps):
     return {}
-  table, predictions = eval_lib.evaluate(state.model, config, config.data.eval_split,
+  split = selection_split(config)
+  table, predictions = eval_lib.evaluate(state.model, config, split,
                                          predict_fn=state.predict_fn,
                                          with_predictions=True)
-  writer.eval_scalars(step, config.data.eval_split, table)
-  writer.analysis_images(step, state, predictions)
-  monitored = config.optim.plateau_monitor
-  if monitored:
-    split = config.data.val_split
-    val_table = table if split == config.data.eval_split else eval_lib.evaluate(
-        state.model, config, split, predict_fn=state.predict_fn)[0]
-    writer.eval_scalars(step, split, val_table)
-    if state.plateau.update(val_table[monitored]):
+  writer.eval_scalars(step, split, table)
+  writer.analysis_images(step, state, predictions, split=split)
+  if config.data.val_split and config.optim.plateau_monitor:
+    if state.plateau.update(table[config.optim.plateau_monitor]):
       logging.info("Learning rate reduced to %g", state.learning_rate())
-  state.maybe_save_best(step, table)
+  if config.data.val_split:
+    state.maybe_save_best(step, table, split)
   state.save(step)
   return table

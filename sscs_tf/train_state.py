@@ -55,15 +55,58 @@ def prepare_config(config):
     if config.sscs.mode != "off":
       config.sscs.vocab_size = meta["vocab_size"]
       config.sscs.num_clips = models.num_clips(config.model)
+    # Not a model argument: a record of what the words start from, in config.json.
+    config.word_embeddings = describe_word_embeddings(config, meta)
   return config
+
+
+def describe_word_embeddings(config, meta: dict) -> dict:
+  """What the model's word embeddings are: frozen vectors from a file (with the GloVe
+  source and its coverage when the file is the data's), or learned from scratch."""
+  path = config.model.get("embeddings_file", "")
+  if not path:
+    return dict(kind="learned from scratch", dim=config.model.embedding_dim,
+                vocab_size=config.model.vocab_size)
+  described = dict(kind="frozen vectors from a file", file=path, dim=config.model.embedding_dim,
+                   vocab_size=config.model.vocab_size)
+  data_file = meta.get("embeddings_file")
+  if (data_file and meta.get("glove") and os.path.abspath(path) ==
+      os.path.join(os.path.abspath(config.data.data_dir), data_file)):
+    described.update(kind="frozen GloVe", glove=meta["glove"])
+  return described
+
+
+def log_word_embeddings(described: dict) -> None:
+  glove = described.get("glove")
+  if glove:
+    logging.info("Word embeddings: frozen GloVe %s (%d-d): %d of %d vocabulary words have a "
+                 "vector, %.1f%% of training tokens; the rest are zero vectors", glove["path"],
+                 glove["dim"], glove["vocabulary_words_with_vector"],
+                 glove["vocabulary_words"], 100.0 * glove["train_token_coverage"])
+  elif "file" in described:
+    logging.info("Word embeddings: frozen vectors from %s", described["file"])
+  else:
+    logging.info("Word embeddings: learned from scratch (%d words, %d-d)",
+                 described["vocab_size"], described["dim"])
 
 
 def _check_splits_and_periods(config, meta: dict) -> None:
   for field in ("train_split", "val_split", "eval_split"):
     split = config.data[field]
     if (split or field != "val_split") and split not in meta["splits"]:
+      hint = (" (data_prep.charades_sta carves `val` out of the training videos unless "
+              "--val_fraction 0; or set --config.data.val_split= to train without checkpoint "
+              "selection)" if field == "val_split" else "")
       raise ValueError(f"config.data.{field} is {split!r}, but {config.data.data_dir} holds "
-                       f"the splits {sorted(meta['splits'])}.")
+                       f"the splits {sorted(meta['splits'])}{hint}.")
+  if config.data.val_split and config.data.val_split == config.data.eval_split:
+    raise ValueError(f"config.data.val_split and eval_split are both "
+                     f"{config.data.eval_split!r}: the split that picks the checkpoint would "
+                     "be the one reported.")
+  if config.optim.plateau_monitor and not config.data.val_split:
+    raise ValueError(f"config.optim.plateau_monitor is {config.optim.plateau_monitor!r} but "
+                     "there is no config.data.val_split: the schedule would follow the test "
+                     "split. Set a validation split or --config.optim.plateau_monitor=.")
   for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps",
                 "eval_every_epochs"):
     if config.train[field] < 1:
@@ -232,7 +275,9 @@ class TrainState:
     if not self.chief:
       shutil.rmtree(self.directory, ignore_errors=True)
 
-  def maybe_save_best(self, step: int, table: dict) -> None:
+  def maybe_save_best(self, step: int, table: dict, split: str) -> None:
+    """Keeps the checkpoint with the best `train.best_metric` on `split` (the validation
+    split); best.json records the split, so sscs-eval can say how it was chosen."""
     metric = self.config.train.best_metric
     if metric not in table:
       raise ValueError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
@@ -248,7 +293,8 @@ class TrainState:
       path = os.path.join(self.workdir, "best", "best.json")
       if self.chief:
         fileio.atomic_write_json(path, {"metric": metric, "value": table[metric],
-                                        "step": step, "checkpoint": os.path.basename(saved),
+                                        "split": split, "step": step,
+                                        "checkpoint": os.path.basename(saved),
                                         "table": table})
         logging.info("New best %s %.4f at step %d", metric, table[metric], step)
       self._drop_scratch()

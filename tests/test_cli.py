@@ -122,6 +122,35 @@ def test_eval_command_prints_and_writes_the_table(demo_records, tmp_path):
   assert {"query_id", "video_id", "sentence", "gt", "segments", "ious"} <= set(rows[0])
   hits = sum(bool(r["ious"]) and r["ious"][0] > 0.5 for r in rows) / len(rows)
   assert hits == pytest.approx(table["Rank1@0.5"])
+  _check_the_evaluated_checkpoint_is_named_and_not_selected_on_its_split(workdir)
+
+
+def _eval(workdir, *flags):
+  return subprocess.run([sys.executable, "-m", "sscs_tf.cli.eval", f"--workdir={workdir}",
+                         *flags], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
+                        timeout=600)
+
+
+def _check_the_evaluated_checkpoint_is_named_and_not_selected_on_its_split(workdir):
+  best = _eval(workdir)  # the best checkpoint, chosen on `val`, on the test split
+  assert best.returncode == 0, best.stderr[-3000:]
+  assert "best Rank1@0.5 on 'val' (step 3)" in best.stdout
+  assert "| query dependence | value |" in best.stdout
+  table = json.load(open(os.path.join(workdir, "eval_test.json")))
+  assert table["selection"]["split"] == "val"
+  assert table["selection"]["selected_on_reported_split"] is False
+  assert 0.0 <= table["query_dependence"]["same_top1"] <= 1.0
+  refused = _eval(workdir, "--split=val")
+  assert refused.returncode != 0
+  assert refused.stderr.strip().splitlines()[-1].startswith(
+      "sscs-eval: the checkpoint"), refused.stderr[-2000:]
+  assert "--allow_selected_on_split" in refused.stderr
+  assert not os.path.exists(os.path.join(workdir, "eval_val.json"))
+  allowed = _eval(workdir, "--split=val", "--allow_selected_on_split")
+  assert allowed.returncode == 0, allowed.stderr[-3000:]
+  assert "| val (selected on val) |" in allowed.stdout
+  labelled = json.load(open(os.path.join(workdir, "eval_val.json")))
+  assert labelled["selection"]["selected_on_reported_split"] is True
 
 
 def test_train_command_rejects_a_feature_width_mismatch(demo_records, tmp_path):

@@ -5,7 +5,7 @@ import gc
 import numpy as np
 import pytest
 
-from configs import common, tan_activitynet, tan_charades, tan_tacos
+from configs import common, lgi_charades, tan_activitynet, tan_charades, tan_tacos
 from sscs_tf.models import build_model
 
 CONFIGS = {"charades": tan_charades, "tacos": tan_tacos, "activitynet": tan_activitynet}
@@ -40,8 +40,9 @@ def test_bad_choices_are_rejected(name, arg):
 
 @pytest.mark.parametrize("name, variant, expected", [
     # (N, scales, K, L, min/max IoU, IoU thresholds, NMS, D, val split) from reference-2dtan.md
-    ("charades", "conv", (16, [16], 5, 8, 0.5, 1.0, [0.5, 0.7], 0.5, 1024, "")),
-    ("charades", "pool", (16, [16], 5, 8, 0.5, 1.0, [0.5, 0.7], 0.45, 1024, "")),
+    # Charades-STA: `val` is carved out of the training videos by data_prep.charades_sta.
+    ("charades", "conv", (16, [16], 5, 8, 0.5, 1.0, [0.5, 0.7], 0.5, 1024, "val")),
+    ("charades", "pool", (16, [16], 5, 8, 0.5, 1.0, [0.5, 0.7], 0.45, 1024, "val")),
     ("activitynet", "conv", (64, [16, 8, 8], 9, 4, 0.5, 1.0, [0.3, 0.5, 0.7], 0.5, 500, "val")),
     ("activitynet", "pool", (64, [16, 8, 8], 9, 4, 0.5, 1.0, [0.3, 0.5, 0.7], 0.5, 500, "val")),
     ("tacos", "conv", (128, [16, 8, 8, 8], 5, 8, 0.3, 0.7, [0.1, 0.3, 0.5, 0.7], 0.5, 4096,
@@ -65,6 +66,13 @@ def test_published_values(name, variant, expected):
       1e-4, 10.0, 100)
   assert config.optim.plateau_monitor == ("loss" if expected[-1] else "")
   assert list(config.eval.ranks) == [1, 5]
+
+
+def test_charades_trains_on_all_of_train_without_selection_when_asked():
+  config = CONFIGS["charades"].get_config("val_split=")
+  assert (config.data.val_split, config.optim.plateau_monitor) == ("", "")
+  lgi = lgi_charades.get_config("val_split=")
+  assert lgi.data.val_split == ""
 
 
 def test_charades_features_and_lock():

@@ -25,8 +25,9 @@ def _event_tags(directory):
 
 @pytest.mark.parametrize("field, value, message", [
     ("data.eval_split", "tset", r"config.data.eval_split is 'tset', but .* holds the splits "
-     r"\['test', 'train'\]"),
-    ("data.val_split", "val", "config.data.val_split is 'val'"),
+     r"\['test', 'train', 'val'\]"),
+    ("data.val_split", "vla", "config.data.val_split is 'vla'.*carves `val`"),
+    ("data.val_split", "test", "val_split and eval_split are both 'test'"),
     ("train.eval_every_epochs", 0, "config.train.eval_every_epochs must be at least 1, got 0"),
     ("train.steps_per_call", 0, "config.train.steps_per_call must be at least 1"),
 ])
@@ -48,12 +49,13 @@ def test_best_checkpoint_follows_the_metric_and_survives_a_restart(demo_records,
   config = prepare_config(tiny_config(demo_records, best_metric=metric))
   state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
   for step, value in enumerate(values, 1):
-    state.maybe_save_best(step, {metric: value})
+    state.maybe_save_best(step, {metric: value}, "val")
   best = json.load(open(tmp_path / "best" / "best.json"))
-  assert (best["step"], best["value"]) == (best_step, values[best_step - 1])
+  assert (best["step"], best["value"], best["split"]) == (best_step, values[best_step - 1],
+                                                          "val")
   # A restarted run compares with the stored best: the first value is worse, not saved.
   again = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
-  again.maybe_save_best(4, {metric: values[0]})
+  again.maybe_save_best(4, {metric: values[0]}, "val")
   assert json.load(open(tmp_path / "best" / "best.json"))["step"] == best_step
 
 
@@ -72,24 +74,29 @@ def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tm
   config = tiny_config(demo_records, num_train_steps=7, steps_per_call=3)
   table = train_lib.train_and_evaluate(config, str(tmp_path), strategy=two_cpu_strategy)
   assert {"Rank1@0.5", "Rank1@0.7", "Rank5@0.5", "Rank5@0.7", "mIoU"} <= set(table)
+  # Training evaluates the validation split, never the test split.
   assert table["num_queries"] == json.load(open(os.path.join(
-      demo_records, "meta.json")))["splits"]["test"]["queries"]
+      demo_records, "meta.json")))["splits"]["val"]["queries"]
   assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-7")
   best = json.load(open(tmp_path / "best" / "best.json"))
-  assert best["metric"] == "Rank1@0.5" and best["step"] == 7
+  assert (best["metric"], best["split"], best["step"]) == ("Rank1@0.5", "val", 7)
   saved = json.load(open(tmp_path / "config.json"))
   assert saved["model"]["vocab_size"] > 3 and saved["sscs"]["num_clips"] == 16
   assert saved["model"]["embeddings_file"].endswith("embeddings.npy")
+  assert saved["word_embeddings"]["kind"] == "frozen GloVe"
+  assert saved["word_embeddings"]["glove"]["vocabulary_words_with_vector"] > 3
   train_tags = _event_tags(str(tmp_path / "tensorboard" / "train"))
   for tag in ("loss/total", "loss/vg", "loss/contrast", "loss/caption", "learning_rate",
               "throughput/queries_per_second", "config"):
     assert tag in train_tags, (tag, sorted(train_tags))
   # One scalar per compiled call (steps_per_call 3: steps 3, 6, then 7).
   assert len(train_tags["loss/vg"]) == 3
-  test_tags = _event_tags(str(tmp_path / "tensorboard" / "test"))
+  assert not os.path.exists(tmp_path / "tensorboard" / "test")
+  test_tags = _event_tags(str(tmp_path / "tensorboard" / "val"))
   # Fig. 8 is one image: counts and accuracy side by side (tests/report/test_figures.py).
   for tag in ("metrics/Rank1@0.5", "metrics/mIoU", "loss/vg", "fig7_video_text_similarity",
-              "fig8_correct_by_start_and_length"):
+              "fig8_correct_by_start_and_length", "query/same_top1", "query/top1_on_other_gt",
+              "query/shuffled_accuracy_swapped"):
     assert tag in test_tags, (tag, sorted(test_tags))
   image = tf.image.decode_png(test_tags["fig7_video_text_similarity"][0].tensor.string_val[2])
   assert image.shape[-1] == 3 and image.shape[1] >= 1200
@@ -223,3 +230,55 @@ def test_reduce_lr_on_plateau(mode, values, expected_lr):
   reduced = [schedule.update(v) for v in values]
   assert float(optimizer.learning_rate.numpy()) == pytest.approx(expected_lr)
   assert reduced[-1] == (expected_lr != 1.0)
+
+
+def test_validation_split_alone_picks_the_best_checkpoint_and_drives_the_schedule(
+    demo_records, tmp_path, monkeypatch):
+  # Scripted per epoch: the validation split peaks at epoch 2, the test split would pick
+  # epoch 3; the validation loss keeps falling while the test loss rises.
+  scripted = {"val": dict(rank=[0.2, 0.6, 0.4], loss=[0.9, 0.8, 0.7]),
+              "test": dict(rank=[0.1, 0.3, 0.9], loss=[0.5, 0.6, 0.7])}
+  calls = []
+  real_evaluate = eval_lib.evaluate
+
+  def evaluate(model, config, split, **kwargs):
+    table, predictions = real_evaluate(model, config, split, **kwargs)
+    epoch = sum(1 for s in calls if s == split)
+    calls.append(split)
+    return dict(table, **{"Rank1@0.5": scripted[split]["rank"][epoch],
+                          "loss": scripted[split]["loss"][epoch]}), predictions
+
+  monkeypatch.setattr(eval_lib, "evaluate", evaluate)
+  config = tiny_config(demo_records, num_epochs=3, checkpoint_every_steps=100)
+  with config.unlocked():
+    config.data.batch_size = 32  # a few steps per epoch
+    config.optim.plateau_monitor = "loss"
+    config.optim.plateau_patience = 0
+  steps = pipeline.steps_per_epoch(pipeline.load_meta(demo_records), "train",
+                                   config.data.batch_size)
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  assert calls == ["val"] * 3
+  best = json.load(open(tmp_path / "best" / "best.json"))
+  assert (best["split"], best["step"], best["value"]) == ("val", 2 * steps, 0.6)
+  learning_rate = [e.tensor for e in _event_tags(str(tmp_path / "tensorboard" / "train"))[
+      "learning_rate"]]
+  # The falling validation loss never reduced the rate (the test loss would have, at once).
+  np.testing.assert_allclose([tf.make_ndarray(v) for v in learning_rate],
+                              config.optim.learning_rate, rtol=1e-6)
+
+
+def test_without_a_validation_split_nothing_is_selected_and_no_schedule_may_run(
+    demo_records, tmp_path):
+  config = tiny_config(demo_records, num_train_steps=2)
+  with config.unlocked():
+    config.data.val_split = ""
+    config.optim.plateau_monitor = ""
+    config.eval.query_diagnostics = False
+  table = train_lib.train_and_evaluate(config, str(tmp_path))
+  assert table["num_queries"] > 0  # the test split's curves, for TensorBoard only
+  assert not os.path.exists(tmp_path / "best")
+  with config.unlocked():
+    config.optim.plateau_monitor = "loss"
+  with pytest.raises(ValueError, match="no config.data.val_split: the schedule would follow "
+                     "the test split"):
+    prepare_config(config)

@@ -71,7 +71,7 @@ def main(argv):
   print(f"Demo data (Charades-STA formats): {os.path.join(data_dir, 'raw')}")
   print(f"TFRecords: {records}")
   print(f"Training run (checkpoints, config.json): {run}")
-  print(f"Test-set evaluation of the best checkpoint ({best}):\n"
+  print(f"Test-set evaluation of the best checkpoint on the validation split ({best}):\n"
         f"{eval_lib.paper_table(table, 'test')}")
   print(f"Report of every test query (open it in a browser): {report}")
   print(f"SavedModel: {export}  (saved_model_cli show --dir {export} --all)")

@@ -162,7 +162,7 @@ def test_command_line(charades, tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "data_prep.charades_sta", f"--annotation_dir={annotation_dir}",
        f"--features={features}", f"--output_dir={out}", "--num_shards=2",
-       "--feature_dtype=float16"],
+       "--feature_dtype=float16", "--val_fraction=0"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "train: 4 queries over 2 videos written; skipped: empty sentence: 1" in result.stderr
@@ -184,3 +184,30 @@ def test_extractor_attributes_are_copied_into_meta(charades, tmp_path):
   _convert(annotation_dir, str(features), tmp_path / "out")
   meta = json.load(open(tmp_path / "out" / "meta.json"))
   assert meta["extractor"] == attrs
+
+
+def test_charades_validation_split_carved_by_video(charades, tmp_path):
+  annotation_dir, features, _ = charades
+  out = tmp_path / "carved"
+  result = subprocess.run(
+      [sys.executable, "-m", "data_prep.charades_sta", f"--annotation_dir={annotation_dir}",
+       f"--features={features}", f"--output_dir={out}", "--val_fraction=0.5",
+       "--val_seed=3"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  meta = json.load(open(out / "meta.json"))
+  train, val = meta["splits"]["train"], meta["splits"]["val"]
+  # Two training videos: one goes to val with all its queries (4 in the records, the
+  # reversed one included, which only 2D-TAN's protocol drops).
+  assert (train["videos"], val["videos"]) == (1, 1)
+  assert train["queries"] + val["queries"] == 4
+  assert sum(s["protocols"]["tan"]["queries"] for s in (train, val)) == 3
+  assert sum(s["protocols"]["tan"]["notes"].get("dropped: start >= end", 0)
+             for s in (train, val)) == 1
+  assert val["origin"] == dict(carved_from="train", fraction=0.5, seed=3, videos=1)
+  # The converter's drops (an empty sentence, of video B) go with the split the query fell
+  # in.
+  assert train["skipped"].get("empty sentence", 0) + val["skipped"].get("empty sentence",
+                                                                         0) == 1
+  _, train_videos = _read_records(out, "train")
+  _, val_videos = _read_records(out, "val")
+  assert not set(train_videos) & set(val_videos)

@@ -90,12 +90,53 @@ def test_actions_and_objects_shared_across_videos(built):
 def test_converted_by_the_charades_converter(built):
   meta = json.load(open(built / "tfrecords" / "meta.json"))
   assert meta["dataset"] == "charades_sta" and meta["feature_dim"] == 128
-  assert meta["splits"]["train"]["videos"] == 40 and meta["splits"]["test"]["videos"] == 12
+  # 10% of the 40 training videos are carved out as `val` (data_prep.charades_sta).
+  splits = meta["splits"]
+  assert (splits["train"]["videos"], splits["val"]["videos"], splits["test"]["videos"]) == (
+      36, 4, 12)
+  assert splits["val"]["origin"]["fraction"] == 0.1
   # The reversed line is kept in the records; 2D-TAN's protocol drops it, LGI's keeps it.
-  assert meta["splits"]["train"]["skipped"] == {}
-  tan, lgi = (meta["splits"]["train"]["protocols"][p] for p in ("tan", "lgi"))
-  assert tan["notes"]["dropped: start >= end"] == 1 and lgi["notes"]["kept: start >= end"] == 1
-  assert tan["queries"] + 1 == lgi["queries"] == meta["splits"]["train"]["queries"]
-  assert tan["notes"]["end clipped to the duration"] >= 1
+  assert splits["train"]["skipped"] == {} and splits["val"]["skipped"] == {}
+  tan = [splits[s]["protocols"]["tan"] for s in ("train", "val")]
+  lgi = [splits[s]["protocols"]["lgi"] for s in ("train", "val")]
+  assert sum(t["notes"].get("dropped: start >= end", 0) for t in tan) == 1
+  assert sum(p["notes"].get("kept: start >= end", 0) for p in lgi) == 1
+  assert (sum(t["queries"] for t in tan) + 1 == sum(p["queries"] for p in lgi)
+          == splits["train"]["queries"] + splits["val"]["queries"])
+  assert sum(t["notes"].get("end clipped to the duration", 0) for t in tan) >= 1
   assert meta["glove"]["train_token_coverage"] == 1.0
   assert os.path.exists(built / "tfrecords" / "embeddings.npy")
+
+
+def test_mutual_exclusion_setting_tells_actions_apart_only_by_their_object(tmp_path):
+  demo.write_raw(str(tmp_path), seed=3, setting="mutual_exclusion", **SIZES)
+  world = demo.World(np.random.default_rng(3), SIZES["feature_dim"])
+  durations = {row["id"]: float(row["length"])
+               for row in csv.DictReader(open(tmp_path / "Charades_v1_train.csv"))}
+  by_video = {}
+  for vid, start, end, sentence in _lines(tmp_path / "charades_sta_train.txt"):
+    if start < end <= durations[vid]:  # not the two release quirks
+      by_video.setdefault(vid, []).append((start, end, sentence))
+  inside_object, outside_object, interaction, checked = [], [], [], 0
+  with h5py.File(tmp_path / "features.hdf5") as f:
+    for vid, queries in by_video.items():
+      verbs = {v for v, (third, gerund, _) in demo.VERBS.items()
+               for _, _, sentence in queries if f" {third} " in sentence
+               or f" {gerund} " in sentence}
+      assert len(verbs) == 1, queries  # every action of a video has the same verb ...
+      verb = verbs.pop()
+      feats = f[vid][()]
+      centers = (np.arange(len(feats)) + 0.5) * durations[vid] / len(feats)
+      for start, end, sentence in queries:
+        obj = sentence.rstrip(".").replace(" in the room", "").split()[-1]
+        inside = (centers >= start) & (centers <= end)
+        # ... its object shows everywhere, more strongly inside its action ...
+        inside_object.append((feats[inside] @ world.objects[obj]).mean())
+        outside_object.append((feats[~inside] @ world.objects[obj]).mean())
+        # ... and no verb-object direction comes for free.
+        interaction.append((feats @ world.interactions[(verb, obj)]).mean())
+        checked += 1
+  assert checked > 80
+  assert np.mean(outside_object) > 0.4
+  assert np.mean(inside_object) > np.mean(outside_object) + 0.6
+  assert abs(np.mean(interaction)) < 0.1
