@@ -9,7 +9,7 @@ def _split(num_videos=20):
   durations = {f"V{v:02d}": 10.0 for v in range(num_videos)}
   skipped = annotations.SkipLog()
   skipped.add("start >= end", "train.txt:99")
-  return annotations.SplitAnnotations("train", queries, durations, skipped, {"end": 2})
+  return annotations.SplitAnnotations("train", queries, durations, skipped)
 
 
 def test_carved_by_video_seeded_and_recorded():
@@ -21,8 +21,8 @@ def test_carved_by_video_seeded_and_recorded():
   assert set(val.durations) == val_videos and set(rest.durations) == rest_videos
   assert (val.name, val.origin) == ("val", dict(carved_from="train", fraction=0.25, seed=0,
                                                  videos=5))
-  # The source file's drops and adjustments stay with the training split.
-  assert len(rest.skipped) == 1 and len(val.skipped) == 0 and rest.adjusted == {"end": 2}
+  # The source file's drops stay with the training split.
+  assert len(rest.skipped) == 1 and len(val.skipped) == 0
   again = annotations.carve_validation(_split(), 0.25, seed=0)[1]
   other = annotations.carve_validation(_split(), 0.25, seed=1)[1]
   assert {q.video_id for q in again.queries} == val_videos
