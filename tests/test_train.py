@@ -10,7 +10,7 @@ from sscs_tf import eval_lib, objective, run_dir, train_lib
 from sscs_tf.data import pipeline
 from sscs_tf.schedules import ReduceLROnPlateau
 from sscs_tf.train_state import TrainState, prepare_config
-from tests.testing_train import tiny_config, tiny_lgi_config
+from tests.testing_train import assert_config_refused, tiny_config, tiny_lgi_config
 
 
 def _event_tags(directory):
@@ -32,12 +32,7 @@ def _event_tags(directory):
     ("train.steps_per_call", 0, "config.train.steps_per_call must be at least 1"),
 ])
 def test_prepare_config_names_a_bad_split_or_period(demo_records, field, value, message):
-  config = tiny_config(demo_records)
-  section, name = field.split(".")
-  with config.unlocked():
-    config[section][name] = value
-  with pytest.raises(ValueError, match=message):
-    prepare_config(config)
+  assert_config_refused(demo_records, field, value, message)
 
 
 @pytest.mark.parametrize("metric, values, best_step", [

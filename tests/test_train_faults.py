@@ -14,7 +14,7 @@ from sscs_tf import cli, run_dir, train_lib
 from sscs_tf.data import example, pipeline
 from sscs_tf.train_state import TrainState, prepare_config
 from tests.data_prep import fixtures
-from tests.testing_train import tiny_config
+from tests.testing_train import assert_config_refused, tiny_config
 
 
 def checkpoint_values(prefix: str) -> dict:
@@ -96,12 +96,7 @@ def test_stale_temporary_saves_are_removed(demo_records, tmp_path):
     ("case_config_clip_negative", "optim.clip_norm", -1.0, "clip_norm must be >= 0"),
 ])
 def test_unusable_config_values_are_named(demo_records, case, field, value, message):
-  config = tiny_config(demo_records)
-  section, name = field.split(".")
-  with config.unlocked():
-    config[section][name] = value
-  with pytest.raises(ValueError, match=message):
-    prepare_config(config)
+  assert_config_refused(demo_records, field, value, message)
 
 
 @pytest.mark.parametrize("case, override, expected", [

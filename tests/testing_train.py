@@ -1,6 +1,9 @@
 """Tiny training configs for the trainer, export and CLI tests."""
 
+import pytest
+
 from configs import lgi_demo, tan_demo
+from sscs_tf.train_state import prepare_config
 
 
 def _shrink(config, data_dir: str, train: dict):
@@ -37,3 +40,14 @@ def tiny_lgi_config(data_dir: str, arg: str = "sscs=ss", **train):
   with config.unlocked():
     config.model.embedding_dim = 16
   return _shrink(config, data_dir, train)
+
+
+def assert_config_refused(data_dir: str, field: str, value, message: str) -> None:
+  """`prepare_config` refuses the tiny config with `field` ("section.name") set to `value`,
+  with an error matching `message`."""
+  config = tiny_config(data_dir)
+  section, name = field.split(".")
+  with config.unlocked():
+    config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    prepare_config(config)

@@ -15,7 +15,7 @@ from typing import Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from sscs_tf.models.tan_import import _LayoutError, _conv1d, _linear, _same
+from sscs_tf.models.tan_import import _conv1d, _linear, _same, assign_converted
 
 # Entries the port has no variable for: PyTorch's BN step counters, and the unused Linear.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
@@ -145,20 +145,7 @@ def load_reference_weights(model, state_dict: Mapping[str, np.ndarray]) -> None:
     raise ValueError(f"Reference weights do not match this model: missing {missing}, "
                      f"unexpected {unexpected}.")
   _check_unused_linear(model, state_dict)
-  converted = []
-  for name, (variable, convert) in targets.items():
-    value = np.asarray(state_dict[name], np.float32)
-    try:
-      keras_value = convert(value)
-    except _LayoutError:
-      keras_value = None
-    if keras_value is None or keras_value.shape != tuple(variable.shape):
-      raise ValueError(f"Reference parameter {name!r} has shape {value.shape}, which does not "
-                       f"convert to the Keras variable {variable.path} of shape "
-                       f"{tuple(variable.shape)}.")
-    converted.append((variable, keras_value))
-  for variable, value in converted:
-    variable.assign(value)
+  assign_converted(targets, state_dict)
 
 
 def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:

@@ -81,6 +81,13 @@ def load_reference_weights(model, state_dict: Mapping[str, np.ndarray]) -> None:
   if missing or unexpected:
     raise ValueError(f"Reference weights do not match this model: missing {missing}, "
                      f"unexpected {unexpected}.")
+  assign_converted(targets, state_dict)
+
+
+def assign_converted(targets, state_dict: Mapping[str, np.ndarray]) -> None:
+  """Converts every `state_dict[name]` with `targets[name] = (variable, convert)` and assigns
+  them all, or none: a parameter whose layout does not convert to its variable's shape is
+  named before anything is assigned."""
   converted = []
   for name, (variable, convert) in targets.items():
     value = np.asarray(state_dict[name], np.float32)

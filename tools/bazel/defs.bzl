@@ -39,7 +39,7 @@ def pytest_test(name, src, pytest_args = [], deps = [], data = [], tags = [], **
         **kwargs
     )
 
-def pytest_modules(slow = [], data = {}, timeout = "long"):
+def pytest_modules(slow = [], smoke = [], data = {}, timeout = "long"):
     """A py_test for every test_*.py under this package, named by its path without ".py".
 
     Args:
@@ -48,17 +48,22 @@ def pytest_modules(slow = [], data = {}, timeout = "long"):
         tagged "slow". So `--test_tag_filters=-slow` runs what `pytest -m "not slow"` runs.
         A name with no module is ignored: the list may run ahead of a module's arrival. A
         module that has slow tests but is not listed runs them all in its one target.
+      smoke: modules whose target (the one without the slow tests) is also tagged "smoke":
+        a quick check that the Bazel build and its test runner work,
+        `--test_tag_filters=smoke` (what .ci/run runs after pytest has run every test).
       data: module -> more files it reads (labels), for a test that reads the checkout's own
         files beyond the Python sources.
       timeout: Bazel's timeout class for every module ("long": 900 s).
     """
     modules = [src[:-len(".py")] for src in native.glob(["**/test_*.py"])]
     for module in modules:
+        tags = ["smoke"] if module in smoke else []
         if module not in slow:
             pytest_test(
                 name = module,
                 src = module + ".py",
                 data = data.get(module, []),
+                tags = tags,
                 timeout = timeout,
             )
             continue
@@ -68,6 +73,7 @@ def pytest_modules(slow = [], data = {}, timeout = "long"):
             # Bazel splits args as a shell does: the quotes keep the expression one word.
             pytest_args = ["-m", "'not slow'"],
             data = data.get(module, []),
+            tags = tags,
             timeout = timeout,
         )
         pytest_test(
