@@ -9,7 +9,8 @@ DIR holds train.json, val_1.json (our `val` split) and val_2.json (our `test` sp
 
 import os
 
-from data_prep import annotations, cli
+from data_prep import cli  # first: quiets TensorFlow's start-up  # isort: skip
+from data_prep import annotations
 
 SPLITS = (("train", "train.json"), ("val", "val_1.json"), ("test", "val_2.json"))
 

@@ -17,7 +17,8 @@ import os
 
 from absl import flags
 
-from data_prep import annotations, cli
+from data_prep import cli  # first: quiets TensorFlow's start-up  # isort: skip
+from data_prep import annotations
 
 SPLITS = ("train", "test")
 # Decision: 10% of the training videos (534 videos and 1,279 queries of the released train

@@ -8,7 +8,8 @@ DIR holds {train,val,test}.json; timestamps are frames, with fps and num_frames 
 
 import os
 
-from data_prep import annotations, cli
+from data_prep import cli  # first: quiets TensorFlow's start-up  # isort: skip
+from data_prep import annotations
 
 SPLITS = ("train", "val", "test")
 

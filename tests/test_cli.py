@@ -53,8 +53,9 @@ def test_killed_run_resumes_with_its_step_count(demo_records, tmp_path):
   process.wait()
   killed_at = _checkpoint_step(workdir)
   assert killed_at is not None, process.stderr.read()[-3000:]
+  # The queries 2D-TAN's protocol reads (the records also hold the one it drops).
   queries = json.load(open(os.path.join(demo_records, "meta.json")))["splits"]["train"][
-      "queries"]
+      "protocols"]["tan"]["queries"]
   total = 2 * (queries // 8)  # 2 epochs of full batches of 8
   assert killed_at < total
   result = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,

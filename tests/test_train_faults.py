@@ -44,11 +44,11 @@ def test_kill_during_the_best_save_is_repaired_by_the_restart(tiny_records, tmp_
   original = TrainState.maybe_save_best
   calls = []
 
-  def killed_on_first(self, step, table):
+  def killed_on_first(self, step, table, split):
     calls.append(step)
     if len(calls) == 1:
       raise _Killed
-    return original(self, step, table)
+    return original(self, step, table, split)
 
   monkeypatch.setattr(TrainState, "maybe_save_best", killed_on_first)
   with pytest.raises(_Killed):
