@@ -62,7 +62,8 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
                iou_thresholds: Sequence[float], val_split: str, eval_split: str,
                runlocal: bool, sscs: str = "off",
                paper_optim: bool = False) -> ml_collections.ConfigDict:
-  """The 2D-TAN config; dataset files pass their published values (reference-2dtan.md)."""
+  """The 2D-TAN config; dataset files pass their published values (microsoft/2D-TAN,
+  its `experiments/` configs; docs/models.md)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
 
@@ -124,7 +125,9 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
                num_epochs: int, val_split: str, eval_split: str,
                runlocal: bool, sscs: str = "off",
                paper_optim: bool = False) -> ml_collections.ConfigDict:
-  """The LGI config; dataset files pass their published values (reference-lgi.md)."""
+  """The LGI config; dataset files pass their published values (the authors' option files,
+  JonghwanMun/LGI4temporalgrounding `src/experiment/options/*/tgn_lgi/LGI.yml`;
+  docs/models.md)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
 

@@ -3,7 +3,8 @@ r"""LGI on ActivityNet Captions.
   --config configs/lgi_activitynet.py            # C3D-PCA features
   --config configs/lgi_activitynet.py:runlocal
 
-Published values from the LGI code's anet option file (reference-lgi.md). The authors test
+Published values from the LGI code's anet option file (JonghwanMun/LGI4temporalgrounding,
+`src/experiment/options/anet/tgn_lgi/LGI.yml`; docs/models.md). The authors test
 on val_1 and val_2 together; data_prep names them `val` and `test`, and this config
 evaluates `test` (val_2, the split the 2D-TAN configs test on). Evaluating `val` as well
 (--config.data.eval_split=val) gives the other half of the authors' test set.

@@ -4,7 +4,8 @@ r"""LGI on Charades-STA.
   --config configs/lgi_charades.py:runlocal     # tiny widths, short run
   --config configs/lgi_charades.py:val_split=   # all of train, no checkpoint selection
 
-Published values from the LGI code's charades option file (reference-lgi.md).
+Published values from the LGI code's charades option file (JonghwanMun/LGI4temporalgrounding,
+`src/experiment/options/charades/tgn_lgi/LGI.yml`; docs/models.md).
 """
 
 from configs import common

@@ -4,7 +4,8 @@ r"""2D-TAN on ActivityNet Captions (val_1 is the validation split, val_2 the tes
   --config configs/tan_activitynet.py:variant=pool
   --config configs/tan_activitynet.py:runlocal
 
-Published values from the 2D-TAN code's activitynet configs (reference-2dtan.md).
+Published values from the 2D-TAN code's activitynet configs (microsoft/2D-TAN,
+`experiments/activitynet/`; docs/models.md).
 """
 
 from configs import common

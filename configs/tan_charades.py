@@ -6,7 +6,8 @@ r"""2D-TAN on Charades-STA.
   --config configs/tan_charades.py:sscs=ss               # with Sscs (configs/training.py)
   --config configs/tan_charades.py:val_split=            # all of train, no selection
 
-Published values from the 2D-TAN code's charades configs (reference-2dtan.md).
+Published values from the 2D-TAN code's charades configs (microsoft/2D-TAN,
+`experiments/charades/`; docs/models.md).
 """
 
 from configs import common

@@ -4,7 +4,8 @@ r"""2D-TAN on TACoS (the 2D-TAN split: train / val / test).
   --config configs/tan_tacos.py:variant=pool
   --config configs/tan_tacos.py:runlocal
 
-Published values from the 2D-TAN code's tacos configs (reference-2dtan.md).
+Published values from the 2D-TAN code's tacos configs (microsoft/2D-TAN,
+`experiments/tacos/`; docs/models.md).
 """
 
 from configs import common

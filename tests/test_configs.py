@@ -39,7 +39,7 @@ def test_bad_choices_are_rejected(name, arg):
 
 
 @pytest.mark.parametrize("name, variant, expected", [
-    # (N, scales, K, L, min/max IoU, IoU thresholds, NMS, D, val split) from reference-2dtan.md
+    # (N, scales, K, L, min/max IoU, IoU thresholds, NMS, D, val split): microsoft/2D-TAN
     # Charades-STA: `val` is carved out of the training videos by data_prep.charades_sta.
     ("charades", "conv", (16, [16], 5, 8, 0.5, 1.0, [0.5, 0.7], 0.5, 1024, "val")),
     ("charades", "pool", (16, [16], 5, 8, 0.5, 1.0, [0.5, 0.7], 0.45, 1024, "val")),
@@ -103,7 +103,7 @@ def test_build_model_rejects_unknown_name():
 
 
 @pytest.mark.parametrize("name, feature, variant, expected", [
-    # The reference's parameter counts (reference-2dtan.md), without the frozen GloVe table.
+    # The reference's parameter counts (microsoft/2D-TAN's models), without the frozen GloVe table.
     ("charades", "vgg", "conv", 69_060_609), ("charades", "vgg", "pool", 60_925_953),
     ("activitynet", "c3d", "conv", 108_644_353), ("activitynet", "c3d", "pool", 91_588_609),
     ("tacos", "c3d", "conv", 82_442_241), ("tacos", "c3d", "pool", 60_925_953),

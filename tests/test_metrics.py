@@ -248,7 +248,7 @@ def test_r_at_1_reproduces_the_reference_evaluator():
     assert table[f"R1@{m:g}"] == expected["R1"][f"R1-{m}"]
     assert round(table[f"R1@{m:g}"] * expected["n"]) == expected["R1_counts"][f"R1-{m}"]
   assert table["mIoU"] == expected["mIoU"]
-  # With > instead of >= the ties would miss (the values reference-lgi.md quotes).
+  # With > instead of >= the ties would miss (the values the authors' evaluation gives).
   strict = [float(np.mean(ious > m)) for m in expected["tious"]]
   assert strict == [0.805, 0.71, 0.55, 0.285]
   # A reversed ground truth (kept by LGI's protocol) scores 0 rather than raising.

@@ -2,8 +2,8 @@
 
 Every function works eagerly, in `tf.function` and in `tf.data.Dataset.map`: shapes may be
 dynamic and no Python loop runs over the data. They reproduce what the reference code
-computes (see docs `reference-2dtan.md` "Data handling" and `reference-lgi.md` "Data and
-training"); the parity tests hold them to the reference's outputs.
+computes (microsoft/2D-TAN and JonghwanMun/LGI4temporalgrounding; docs/data.md and
+docs/models.md); the parity tests hold them to the reference's outputs.
 """
 
 import tensorflow as tf

@@ -3,7 +3,7 @@
 words -> BiLSTM -> sequential query attention -> N phrase features e_n; segments -> video
 encoder v. Per phrase: segment-level fusion and a local residual block; the N results are
 pooled with weights from the phrases, then non-local blocks and attention-pooled regression
-give (t_s, t_e). See reference-lgi.md, "Model"; equation numbers are the LGI paper's.
+give (t_s, t_e). See docs/models.md; equation numbers are the LGI paper's.
 
 Padding: the video encoder zeroes padded segments, and every softmax over segments or words
 masks them, so the content of padded rows never reaches an output. As in the reference, the

@@ -2,7 +2,7 @@
 
 features [B, S, D] -> clip encoder [B, N, H] -> sparse 2D temporal map [B, N, N, H] ->
 fusion with the sentence -> masked map convolutions -> 1x1 conv score per cell, times the
-validity mask. See docs in reference-2dtan.md, "Pipeline of one forward pass".
+validity mask, as the authors' code (microsoft/2D-TAN) computes it (docs/models.md).
 """
 
 import collections

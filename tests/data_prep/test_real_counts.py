@@ -1,5 +1,5 @@
 """Kept query counts on the real annotation files, per data protocol: 2D-TAN's equal the
-reference 2D-TAN's; LGI's keep every query as annotated (reference-lgi.md counts)."""
+reference 2D-TAN's; LGI's keep every query as annotated (docs/data.md)."""
 
 import pytest
 

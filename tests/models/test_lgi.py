@@ -342,7 +342,7 @@ def test_build_model_names_an_unfilled_vocabulary(name):
 
 
 @pytest.mark.parametrize("name, expected", [
-    # (D, N, blocks, heads, lambda, max words, activation, epochs, val split) reference-lgi.md
+    # (D, N, blocks, heads, lambda, max words, activation, epochs, val split): the authors' options
     ("charades", (1024, 3, 2, 4, 0.3, 10, "relu", 500, "val")),
     ("activitynet", (500, 5, 1, 1, 0.2, 25, "sigmoid", 300, "val")),
 ])

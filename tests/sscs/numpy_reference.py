@@ -1,4 +1,4 @@
-"""The Sscs branch in float64 numpy, written from docs/sscs-spec.md and the paper (Sec. 3.3-3.4).
+"""The Sscs branch in float64 numpy, written from docs/sscs.md and the paper (Sec. 3.3-3.4).
 
 It works one example at a time with explicit index sets (members are selected, not masked),
 so it shares no code path with the Keras implementation. Weights are read from a built
