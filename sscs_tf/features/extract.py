@@ -45,9 +45,8 @@ class Extractor:
 
   def __init__(self, model, preset: video.Preset, weights_kind: str, weights_sha256: str,
                precision: str = "float32", batch_size: int = 1):
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    self.model, self.preset, self.batch_size = model, preset, batch_size
+    self.model, self.preset = model, preset
+    self.batch_size = _checked_batch_size(batch_size)
     self.attrs = {
         "extractor": "i3d_rgb", "format_version": FORMAT_VERSION, "preset": preset.name,
         "fps": preset.fps, "stack_frames": preset.stack_frames,
@@ -106,10 +105,17 @@ def _rows_function(model, preset: video.Preset):
 def load_extractor(preset: str, weights: str, precision: str = "float32",
                    batch_size: int = 1, cache_dir=None) -> Extractor:
   """Builds I3D, loads `weights` (a name such as "rgb_scratch", or a file) and wraps it."""
+  # A bad preset or batch size fails before the network is built and its weights fetched.
+  preset, batch_size = video.get_preset(preset), _checked_batch_size(batch_size)
   model = i3d.build_i3d(precision=precision)
   info = i3d_weights.load_weights(model, i3d_weights.resolve_weights(weights, cache_dir))
-  return Extractor(model, video.get_preset(preset), info.kind, info.sha256, precision,
-                   batch_size)
+  return Extractor(model, preset, info.kind, info.sha256, precision, batch_size)
+
+
+def _checked_batch_size(batch_size: int) -> int:
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  return batch_size
 
 
 class KindError(ValueError):

@@ -173,3 +173,15 @@ def test_command_ends_a_deliberate_error_with_one_line(tmp_path):
       f"sscs-extract: --videos {tmp_path / 'none*.mp4'}: no such file or folder, and no file "
       "matches it")
   assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "f.h5")
+
+
+@pytest.mark.parametrize("preset, batch_size, message", [
+    ("stack64", 0, "batch_size must be >= 1"), ("stack32", 1, "unknown preset 'stack32'")])
+def test_bad_options_fail_before_the_network_is_built(monkeypatch, preset, batch_size,
+                                                      message):
+  def never(*args, **kwargs):
+    raise AssertionError("the network was built for options that cannot run")
+
+  monkeypatch.setattr(extract.i3d, "build_i3d", never)
+  with pytest.raises(ValueError, match=message):
+    extract.load_extractor(preset, "rgb_scratch", batch_size=batch_size)
