@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from sscs_tf import metrics
+from sscs_tf.scoring import metrics
 
 # name: (N, test queries, NMS threshold of the conv model, IoU thresholds m)
 DATASETS = {

@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import tan_activitynet
-from sscs_tf import metrics
+from sscs_tf.scoring import metrics
 from sscs_tf.report import breakdown, figures, html
 from tests import browser
 

@@ -49,7 +49,8 @@ print("RESULT " + json.dumps(result))
 
 def _train_and_export(records: str, variant: str, workdir: str) -> str:
   from configs import tan_demo  # pylint: disable=import-outside-toplevel
-  from sscs_tf import export_lib, train_lib  # pylint: disable=import-outside-toplevel
+  from sscs_tf.serve import export_lib  # pylint: disable=import-outside-toplevel
+  from sscs_tf.train import train_lib
   config = tan_demo.get_config(f"sscs={variant}")
   with config.unlocked():
     config.data.data_dir = records

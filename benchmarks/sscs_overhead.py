@@ -52,8 +52,9 @@ def _batch(config, rng):
 def _run_single(variant: str) -> None:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from configs import tan_charades  # pylint: disable=import-outside-toplevel
-  from sscs_tf import models, train_lib  # pylint: disable=import-outside-toplevel
-  from sscs_tf.train_state import TrainState  # pylint: disable=import-outside-toplevel
+  from sscs_tf import models  # pylint: disable=import-outside-toplevel
+  from sscs_tf.train import train_lib
+  from sscs_tf.train.train_state import TrainState  # pylint: disable=import-outside-toplevel
 
   config = tan_charades.get_config(f"{_CONFIG_ARG.value},sscs={variant}")
   with config.unlocked():
@@ -84,7 +85,7 @@ def _run_single(variant: str) -> None:
 def _time_branch(state, batch, repeats: int = 20) -> float:
   """Seconds for the branch alone (forward and backward) on the model's outputs."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from sscs_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  from sscs_tf.evaluate import eval_lib  # pylint: disable=import-outside-toplevel
   outputs = state.model(eval_lib.model_inputs(batch), training=False)
   inputs = {k: tf.constant(outputs[k]) for k in ("clip_features", "clip_mask",
                                                   "sentence_feature")}

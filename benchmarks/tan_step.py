@@ -77,7 +77,7 @@ def _time(fn, args, steps):
 def _run_single(feature_dim, precision):
   import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from sscs_tf import losses  # pylint: disable=import-outside-toplevel
+  from sscs_tf.scoring import losses  # pylint: disable=import-outside-toplevel
   from sscs_tf.models import build_model  # pylint: disable=import-outside-toplevel
 
   keras.mixed_precision.set_global_policy(precision)

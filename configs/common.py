@@ -100,7 +100,7 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
 
   config.eval = ml_collections.ConfigDict(dict(
       nms_thresh=nms_thresh, iou_thresholds=list(iou_thresholds), ranks=[1, 5],
-      query_diagnostics=True))  # sscs_tf/diagnostics.py; a second pass, swapped sentences.
+      query_diagnostics=True))  # sscs_tf/scoring/diagnostics.py; a second pass, swapped sentences.
 
   config.optim = ml_collections.ConfigDict(dict(
       name="adam",

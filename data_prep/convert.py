@@ -36,9 +36,10 @@ from absl import logging
 from data_prep import glove as glove_lib
 from data_prep.annotations import SplitAnnotations
 from data_prep.features import FeatureError, FeatureSource
-from sscs_tf import fileio, text
+from sscs_tf.core import fileio
+from sscs_tf.data import text
 from sscs_tf.data import example, protocol
-from sscs_tf.faults import fault_point
+from sscs_tf.core.faults import fault_point
 
 META_FILE = "meta.json"
 # 2: times as annotated with per-query protocol flags, per-protocol counts in meta.json.

@@ -28,7 +28,7 @@ from absl import app, flags, logging
 
 from sscs_tf import cli  # first: quiets TensorFlow's start-up  # isort: skip
 from data_prep import charades_sta, convert
-from sscs_tf import fileio
+from sscs_tf.core import fileio
 
 OBJECTS = ("door", "window", "cup", "book", "laptop", "phone", "chair", "towel", "bag", "box",
            "shoes", "food", "light", "refrigerator", "blanket", "broom")

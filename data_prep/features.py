@@ -13,7 +13,7 @@ import os
 import h5py
 import numpy as np
 
-from sscs_tf import fileio
+from sscs_tf.core import fileio
 
 
 class FeatureError(ValueError):

@@ -4,7 +4,7 @@ The full glove.840B.300d file has 2.2M lines, is cased, and holds words with spa
 them, so the word is everything before the last D fields. It is read in one streaming pass;
 only the lines of wanted tokens are parsed into floats.
 
-Matching: the project's tokens are case-folded (`sscs_tf.text`); a GloVe word equal to a
+Matching: the project's tokens are case-folded (`sscs_tf.data.text`); a GloVe word equal to a
 token is taken first; otherwise the first (most frequent) GloVe word whose case folding
 equals the token ("Person" for "person").
 """

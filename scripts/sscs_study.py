@@ -4,7 +4,7 @@ r"""The Sscs study on the demo data: `sscs-study` with configs/tan_demo.py on bo
       [--variants off,gtc,ss] [--seeds 0,1,2] [--write_docs]
 
 For each demo setting (docs/demo_data.md) it writes the demo dataset into
-{workdir}/{setting}/data and runs `sscs_tf.study.run_study` in {workdir}/{setting} (the same
+{workdir}/{setting}/data and runs `sscs_tf.train.study.run_study` in {workdir}/{setting} (the same
 as `sscs-study --config configs/tan_demo.py --config.data.data_dir=...`): best checkpoint on
 the validation split, reported on the test split with the query-dependence check. Started
 again, it resumes. `--write_docs` puts the tables into docs/sscs.md between its markers.
@@ -17,7 +17,8 @@ from absl import app, flags, logging
 
 from configs import tan_demo
 from data_prep import demo
-from sscs_tf import fileio, study
+from sscs_tf.core import fileio
+from sscs_tf.train import study
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the data and the runs go.",
                                required=True)

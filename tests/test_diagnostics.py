@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from sscs_tf import diagnostics
+from sscs_tf.scoring import diagnostics
 
 # Six queries: video A has three (two share a ground truth), B one, C two.
 VIDEOS = ["A", "A", "A", "B", "C", "C"]
@@ -142,7 +142,7 @@ def _fake_predict_fn(num_clips, reads_words):
 
 @pytest.mark.parametrize("reads_words", [False, True])
 def test_evaluation_grounds_each_query_with_its_partners_sentence(demo_records, reads_words):
-  from sscs_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  from sscs_tf.evaluate import eval_lib  # pylint: disable=import-outside-toplevel
   from tests.testing_train import tiny_config  # pylint: disable=import-outside-toplevel
   config = tiny_config(demo_records)
   predict = _fake_predict_fn(config.data.map_size, reads_words)

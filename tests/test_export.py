@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import export_lib, metrics, run_dir, train_lib
+from sscs_tf.run import run_dir
+from sscs_tf.scoring import metrics
+from sscs_tf.serve import export_lib
+from sscs_tf.train import train_lib
 from sscs_tf.data import preprocess
 from tests.testing import REPO_ROOT
 from tests.testing_train import tiny_config
@@ -49,7 +52,7 @@ def _keras_top_segments(root, inputs):
   """The same request through the Keras model and the numpy evaluation code."""
   model, config, _ = run_dir.load_model(str(root / "run"))
   vocab = run_dir.load_vocabulary(config)
-  from sscs_tf import text
+  from sscs_tf.data import text
   tokens = text.tokenize_py(SENTENCES)
   length = max(len(t) for t in tokens)
   word_ids = np.array([vocab.encode(t) + [0] * (length - len(t)) for t in tokens], np.int32)

@@ -3,7 +3,7 @@ byte-identical files and a training run with the same checkpoint and best/ as ru
 never interrupted (docs/reliability.md).
 
 Each chain kills a process, starts the same command, kills it again, ... and finally lets it
-finish. A kill lands either at a named fault point (`sscs_tf.faults`: between the writes of
+finish. A kill lands either at a named fault point (`sscs_tf.core.faults`: between the writes of
 a checkpoint, a best save, a shard, a rename) or after a random delay. Independent chains
 run side by side to use the machine's cores.
 """
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import demo
-from sscs_tf.faults import ENV
+from sscs_tf.core.faults import ENV
 from tests.test_cli import TINY
 from tests.test_train_faults import SAVE_COUNTER, assert_same_checkpoints
 from tests.testing import REPO_ROOT

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import tan_charades
-from sscs_tf import run_dir
+from sscs_tf.run import run_dir
 from tests.models.test_tan_import import _load, _model_and_inputs
 from tests.testing import REPO_ROOT
 

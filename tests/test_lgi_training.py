@@ -8,7 +8,10 @@ import pytest
 import tensorflow as tf
 
 from data_prep import demo
-from sscs_tf import export_lib, metrics, run_dir, train_lib
+from sscs_tf.run import run_dir
+from sscs_tf.scoring import metrics
+from sscs_tf.serve import export_lib
+from sscs_tf.train import train_lib
 from sscs_tf.data import preprocess
 from tests.testing_train import tiny_lgi_config
 
@@ -46,7 +49,7 @@ def test_lgi_trains_on_two_replicas_and_exports(demo_records, tmp_path, two_cpu_
   assert served["segments"].shape == (2, 1, 2) and np.all(served["scores"] == 1.0)
   model, config, _ = run_dir.load_model(str(tmp_path / "run"))
   vocab = run_dir.load_vocabulary(config)
-  from sscs_tf import text
+  from sscs_tf.data import text
   tokens = text.tokenize_py(["a person opens the door", "person sits on a chair"])
   width = max(map(len, tokens))
   word_ids = np.array([vocab.encode(t) + [0] * (width - len(t)) for t in tokens], np.int32)
@@ -99,6 +102,6 @@ def test_a_short_lgi_run_on_demo_data_learns(tmp_path):
 
 
 def _evaluate_with_predictions(workdir):
-  from sscs_tf import eval_lib
+  from sscs_tf.evaluate import eval_lib
   model, config, _ = run_dir.load_model(str(workdir), "latest")
   return eval_lib.evaluate(model, config, config.data.eval_split, with_predictions=True)

@@ -1,4 +1,4 @@
-"""Tests of sscs_tf.losses: hand-worked maps, a numpy re-implementation, reference parity."""
+"""Tests of sscs_tf.scoring.losses: hand-worked maps, a numpy re-implementation, reference parity."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import losses
+from sscs_tf.scoring import losses
 from tests.testing import shared_path
 
 LOG2 = math.log(2.0)

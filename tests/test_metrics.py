@@ -1,11 +1,11 @@
-"""Tests of sscs_tf.metrics: hand-worked cases, a loop re-implementation, reference parity."""
+"""Tests of sscs_tf.scoring.metrics: hand-worked cases, a loop re-implementation, reference parity."""
 
 import json
 
 import numpy as np
 import pytest
 
-from sscs_tf import metrics
+from sscs_tf.scoring import metrics
 from tests.testing import shared_path
 
 

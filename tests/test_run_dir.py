@@ -3,7 +3,7 @@
 import json
 
 from configs import lgi_charades
-from sscs_tf import run_dir
+from sscs_tf.run import run_dir
 
 
 def test_config_without_a_data_protocol_reads_the_clipped_times(tmp_path):

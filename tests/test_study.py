@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sscs_tf import study
+from sscs_tf.train import study
 from tests.testing import REPO_ROOT
 
 TINY = ["--config.model.feature_dim=32", "--config.model.hidden_size=16",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import text
+from sscs_tf.data import text
 
 SENTENCES = ["A person's opening the DOOR.", "They don’t  sit,then LEAVE!", "Straße “Café”",
              "", "  ...  "]

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import eval_lib, objective, run_dir, train_lib
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.run import run_dir
+from sscs_tf.train import objective, train_lib
 from sscs_tf.data import pipeline
-from sscs_tf.schedules import ReduceLROnPlateau
-from sscs_tf.train_state import TrainState, prepare_config
+from sscs_tf.train.schedules import ReduceLROnPlateau
+from sscs_tf.train.train_state import TrainState, prepare_config
 from tests.testing_train import assert_config_refused, tiny_config, tiny_lgi_config
 
 

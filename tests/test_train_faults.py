@@ -10,9 +10,11 @@ import pytest
 import tensorflow as tf
 
 from data_prep import charades_sta, convert
-from sscs_tf import cli, run_dir, train_lib
+from sscs_tf import cli
+from sscs_tf.run import run_dir
+from sscs_tf.train import train_lib
 from sscs_tf.data import example, pipeline
-from sscs_tf.train_state import TrainState, prepare_config
+from sscs_tf.train.train_state import TrainState, prepare_config
 from tests.data_prep import fixtures
 from tests.testing_train import assert_config_refused, tiny_config
 

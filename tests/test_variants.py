@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from configs import training
-from sscs_tf import objective, train_lib
+from sscs_tf.train import objective, train_lib
 from sscs_tf.data import pipeline
-from sscs_tf.train_state import TrainState, prepare_config
+from sscs_tf.train.train_state import TrainState, prepare_config
 from tests.testing_train import tiny_config
 
 

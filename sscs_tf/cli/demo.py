@@ -18,7 +18,10 @@ from sscs_tf import cli  # first: quiets TensorFlow's start-up  # isort: skip
 from configs import lgi_demo, tan_demo
 from data_prep import annotations
 from data_prep import demo as demo_data
-from sscs_tf import eval_lib, export_lib, grounding, run_dir, train_lib
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.run import run_dir
+from sscs_tf.serve import export_lib, grounding
+from sscs_tf.train import train_lib
 from sscs_tf.report import run_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the demo writes.",

@@ -17,7 +17,10 @@ import os
 
 from absl import app, flags, logging
 
-from sscs_tf import cli, eval_lib, fileio, run_dir
+from sscs_tf import cli
+from sscs_tf.core import fileio
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.run import run_dir
 from sscs_tf.report import run_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)

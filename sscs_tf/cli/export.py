@@ -9,7 +9,8 @@ lengths [B] int32 and durations [B] float32 (seconds), and returns segments [B, 
 
 from absl import app, flags, logging
 
-from sscs_tf import cli, export_lib
+from sscs_tf import cli
+from sscs_tf.serve import export_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder written by sscs-train.", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "SavedModel folder to write.", required=True)

@@ -14,7 +14,8 @@ self-contained page; with --video the page plays the video from a clicked segmen
 
 from absl import app, flags
 
-from sscs_tf import cli, export_lib, grounding
+from sscs_tf import cli
+from sscs_tf.serve import export_lib, grounding
 from sscs_tf.report import run_report
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel folder from sscs-export.",

@@ -13,9 +13,10 @@ the model; the word vectors come from the data folder's embeddings.npy (data_pre
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sscs_tf import cli, models, run_dir
+from sscs_tf import cli, models
+from sscs_tf.run import run_dir
 from sscs_tf.models import tan_import
-from sscs_tf.train_state import prepare_config
+from sscs_tf.train.train_state import prepare_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The 2D-TAN config the checkpoint "
                                           "was trained with.", lock_config=True)

@@ -1,5 +1,5 @@
 r"""Compares Sscs variants over seeds on any dataset: trains each (variant, seed) in turn and
-writes the table (sscs_tf/study.py).
+writes the table (sscs_tf/train/study.py).
 
   sscs-study --config configs/tan_charades.py --variants off,gtc,ss --seeds 0,1,2 \
       --workdir studies/charades --config.data.data_dir=data/charades_sta_i3d
@@ -12,7 +12,8 @@ runs side by side.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sscs_tf import cli, study
+from sscs_tf import cli
+from sscs_tf.train import study
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument, as for sscs-train.",

@@ -9,7 +9,8 @@ Started again with the same command, a run resumes from its last checkpoint.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sscs_tf import cli, train_lib
+from sscs_tf import cli
+from sscs_tf.train import train_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/tan_charades.py:sscs=ss",

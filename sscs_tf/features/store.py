@@ -18,7 +18,7 @@ import shutil
 import h5py
 import numpy as np
 
-from sscs_tf import fileio
+from sscs_tf.core import fileio
 
 # Attributes that must agree for features to be of one kind (one feature space and layout).
 IDENTITY_KEYS = ("extractor", "preset", "weights_kind", "weights_sha256")

@@ -25,7 +25,7 @@ from importlib import resources
 
 import numpy as np
 
-from sscs_tf import fileio
+from sscs_tf.core import fileio
 from sscs_tf.report import breakdown, figures
 
 # What config.sscs.support / function mean, as the paper names them (Sec. 3.4).

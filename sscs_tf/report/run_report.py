@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from sscs_tf import summaries
+from sscs_tf.train import summaries
 from sscs_tf.report import html
 
 

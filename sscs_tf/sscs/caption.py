@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from sscs_tf import text
+from sscs_tf.data import text
 from sscs_tf.sscs.support import masked_softmax
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from data_prep import activitynet, charades_sta, convert
 from data_prep.features import FeatureError
-from sscs_tf import text
+from sscs_tf.data import text
 from sscs_tf.data import example
 from tests.data_prep import fixtures
 from tests.testing import REPO_ROOT

@@ -10,7 +10,8 @@ import sys
 import h5py
 import pytest
 
-from sscs_tf import export_lib, train_lib
+from sscs_tf.serve import export_lib
+from sscs_tf.train import train_lib
 from sscs_tf.features import i3d_weights
 from tests.features.tiny_videos import write_audio_only
 from tests.testing import REPO_ROOT, shared_path

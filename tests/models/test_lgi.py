@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from configs import lgi_activitynet, lgi_charades
-from sscs_tf import losses
+from sscs_tf.scoring import losses
 from sscs_tf.data import preprocess
 from sscs_tf.models import build_model, lgi, num_clips
 

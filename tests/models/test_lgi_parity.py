@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from sscs_tf import losses
+from sscs_tf.scoring import losses
 from sscs_tf.data import preprocess
 from sscs_tf.models import lgi, lgi_import
 from tests import testing

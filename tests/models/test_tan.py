@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sscs_tf import losses
+from sscs_tf.scoring import losses
 from sscs_tf.models import tan
 from tests import testing
 

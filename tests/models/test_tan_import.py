@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from sscs_tf import losses
+from sscs_tf.scoring import losses
 from sscs_tf.models import tan, tan_import
 from tests import testing
 

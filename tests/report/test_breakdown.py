@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sscs_tf import metrics
+from sscs_tf.scoring import metrics
 from sscs_tf.report import breakdown
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
-from sscs_tf import export_lib, train_lib
+from sscs_tf.serve import export_lib
+from sscs_tf.train import train_lib
 from tests import browser
 from tests.testing import REPO_ROOT
 from tests.testing_train import tiny_config

@@ -10,7 +10,9 @@ import tensorflow as tf
 from matplotlib import patches
 from PIL import Image
 
-from sscs_tf import eval_lib, models, summaries, train_state
+from sscs_tf import models
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.train import summaries, train_state
 from sscs_tf.report import breakdown, figures
 from tests.testing_train import tiny_config
 

@@ -13,7 +13,7 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 
 from configs import tan_demo
-from sscs_tf import metrics
+from sscs_tf.scoring import metrics
 from sscs_tf.report import html
 from tests import browser
 

@@ -13,7 +13,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sscs_tf import diagnostics, eval_lib
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.scoring import diagnostics
 from sscs_tf.data import pipeline
 from sscs_tf.report import breakdown, figures
 from sscs_tf.sscs.support import gt_clip_mask
@@ -107,7 +108,7 @@ class Writer:
       for name, value in table.items():
         if name not in eval_lib.NOT_METRICS:
           tf.summary.scalar(f"metrics/{name}" if name != "loss" else "loss/vg", value)
-      # Does the model read the sentence (sscs_tf/diagnostics.py)?
+      # Does the model read the sentence (sscs_tf/scoring/diagnostics.py)?
       for name, value in diagnostics.flat(table.get("query_dependence", {})).items():
         tf.summary.scalar(name, value)
 

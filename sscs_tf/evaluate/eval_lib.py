@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import diagnostics, metrics, objective
+from sscs_tf.scoring import diagnostics, metrics
+from sscs_tf.train import objective
 from sscs_tf.data import pipeline
 
 MODEL_INPUT_KEYS = ("features", "feature_mask", "word_ids", "num_words")

@@ -5,8 +5,11 @@ import os
 import ml_collections
 import tensorflow as tf
 
-from sscs_tf import eval_lib, fileio, models, text
-from sscs_tf.train_state import dummy_batch, model_checkpoint
+from sscs_tf import models
+from sscs_tf.core import fileio
+from sscs_tf.data import text
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.train.train_state import dummy_batch, model_checkpoint
 
 CHOICES = ("best", "latest")
 

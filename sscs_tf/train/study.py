@@ -8,7 +8,7 @@
 Runs go one after the other. Started again, a study skips the runs that wrote result.json
 and resumes an interrupted one from its last checkpoint. Each run keeps the checkpoint that
 scored best on the validation split and reports it on the evaluation (test) split, with the
-query-dependence diagnostics (sscs_tf/diagnostics.py); `tensorboard --logdir DIR/runs` shows
+query-dependence diagnostics (sscs_tf/scoring/diagnostics.py); `tensorboard --logdir DIR/runs` shows
 the runs side by side.
 """
 
@@ -19,7 +19,10 @@ import numpy as np
 from absl import logging
 
 from configs import training
-from sscs_tf import eval_lib, fileio, run_dir, train_lib
+from sscs_tf.core import fileio
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.run import run_dir
+from sscs_tf.train import train_lib
 
 RESULT = "result.json"
 # The variant fields that `configs/training.py` sets; the rest of config.sscs (widths) stays.

@@ -16,10 +16,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import distribute, eval_lib, fileio, models, text
-from sscs_tf.faults import fault_point
+from sscs_tf import models
+from sscs_tf.core import fileio
+from sscs_tf.data import text
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.train import distribute
+from sscs_tf.core.faults import fault_point
 from sscs_tf.data import pipeline
-from sscs_tf.schedules import ReduceLROnPlateau
+from sscs_tf.train.schedules import ReduceLROnPlateau
 from sscs_tf.sscs.branch import SscsBranch
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

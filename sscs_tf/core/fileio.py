@@ -11,7 +11,7 @@ import tempfile
 
 import numpy as np
 
-from sscs_tf.faults import fault_point
+from sscs_tf.core.faults import fault_point
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from sscs_tf import losses
+from sscs_tf.scoring import losses
 
 
 def tan_vg_loss(outputs, batch, loss_config):

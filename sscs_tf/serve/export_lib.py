@@ -9,7 +9,7 @@ The `serving_default` signature:
 The export also records which extractor made the training features (`assets.extra/
 extractor.json`, from the dataset's meta.json; null when unknown), so that `sscs-ground --video`
 extracts features of the same kind (docs/video.md). Everything happens in the graph, with the same code as training: the tensorflow-text
-tokenizer of `sscs_tf.text`, the feature preprocessing of `sscs_tf.data.preprocess`, the
+tokenizer of `sscs_tf.data.text`, the feature preprocessing of `sscs_tf.data.preprocess`, the
 model's forward pass. The Sscs branch is not part of it: a model trained with Sscs exports
 exactly the baseline's weights and ops. A process loading it needs `import tensorflow_text`.
 """
@@ -22,7 +22,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import fileio, run_dir, text
+from sscs_tf.core import fileio
+from sscs_tf.data import text
+from sscs_tf.run import run_dir
 from sscs_tf.data import preprocess
 
 SIGNATURE = "serving_default"

@@ -16,9 +16,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf import distribute, eval_lib, fileio, objective, summaries
+from sscs_tf.core import fileio
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.train import distribute, objective, summaries
 from sscs_tf.data import pipeline
-from sscs_tf.train_state import TrainState, log_word_embeddings, prepare_config
+from sscs_tf.train.train_state import TrainState, log_word_embeddings, prepare_config
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from sscs_tf.fileio import atomic_write_text
+from sscs_tf.core.fileio import atomic_write_text
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 RESERVED_TOKENS = (PAD, UNK, EOS)

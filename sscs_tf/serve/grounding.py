@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
-from sscs_tf import fileio
+from sscs_tf.core import fileio
 
 
 def load_features(path: str) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sscs_tf import metrics
+from sscs_tf.scoring import metrics
 
 COINCIDE_IOU = 0.9
 HIT_IOU = 0.5
