@@ -27,6 +27,7 @@ import tensorflow as tf
 from configs.default import get_data_config
 from sscs_tf.data import example
 from sscs_tf.data import pipeline
+from sscs_tf.data import meta as data_meta
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "A data_prep output directory to read; "
                                 "empty writes Charades-sized random data.")
@@ -143,7 +144,7 @@ def main(argv):
   del argv
   data_dir, cleanup = _prepared_dir()
   try:
-    meta = pipeline.load_meta(data_dir)
+    meta = data_meta.load_meta(data_dir)
     config = _data_config(data_dir)
     stats = meta["splits"][_SPLIT.value]
     print(f"data {data_dir}: {meta['dataset']}, D={meta['feature_dim']} "

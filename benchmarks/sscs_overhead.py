@@ -63,7 +63,7 @@ def _run_single(variant: str) -> None:
     config.train.precision = _PRECISION.value
     if variant != "off":
       config.sscs.vocab_size = VOCAB
-      config.sscs.num_clips = models.num_clips(config.model)
+      config.sscs.num_clips = models.clip_count(config.model)
   strategy = tf.distribute.get_strategy()
   state = TrainState(config, strategy, "/tmp/unused_sscs_overhead")
   steps = train_lib.make_train_steps(state, strategy, BATCH)
@@ -85,8 +85,8 @@ def _run_single(variant: str) -> None:
 def _time_branch(state, batch, repeats: int = 20) -> float:
   """Seconds for the branch alone (forward and backward) on the model's outputs."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from sscs_tf.evaluate import eval_lib  # pylint: disable=import-outside-toplevel
-  outputs = state.model(eval_lib.model_inputs(batch), training=False)
+  from sscs_tf.models import contract  # pylint: disable=import-outside-toplevel
+  outputs = state.model(contract.model_inputs(batch), training=False)
   inputs = {k: tf.constant(outputs[k]) for k in ("clip_features", "clip_mask",
                                                   "sentence_feature")}
   inputs.update({k: tf.constant(batch[k]) for k in ("start", "end", "duration", "word_ids",

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from configs import default, training
+from sscs_tf import models
 
 # Arguments every config file accepts besides its own (see configs/training.py).
 COMMON_ARGS = dict(sscs="off", paper_optim=False, runlocal=False)
@@ -204,13 +205,10 @@ def _finish(config: ml_collections.ConfigDict, *, num_epochs: int, best_metric: 
 
 
 def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
-  """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes."""
+  """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes; the
+  baseline's own widths come from its record (`Baseline.local_run`)."""
   config.model.hidden_size = 32
-  if config.model.name == "tan":
-    config.model.lstm_units = 32
-    config.model.map_num_layers = 2
-  else:
-    config.model.embedding_dim = 32
+  config.model.update(models.get(config.model.name).local_run)
   config.data.batch_size = 8
   config.data.eval_batch_size = 16
   config.data.shuffle_buffer = 256

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from sscs_tf.run import run_dir
 from sscs_tf.scoring import metrics
+from sscs_tf.models import heads
 from sscs_tf.serve import export_lib
 from sscs_tf.train import train_lib
 from sscs_tf.data import preprocess
@@ -111,7 +112,7 @@ def test_serving_head_keeps_the_segments_of_the_numpy_evaluation(num_clips, nms_
   mask = np.triu(rng.uniform(size=(num_clips, num_clips)) < 0.6).astype(np.float32)
   mask[0, num_clips - 1] = 1.0
   durations = rng.uniform(3, 120, size=6).astype(np.float32)
-  head = export_lib.TanHead(num_clips, nms_thresh)
+  head = heads.TanHead(num_clips, nms_thresh)
   segments, scores = head({"scores": tf.constant(logits),
                            "map_mask": tf.constant(np.broadcast_to(mask, logits.shape))},
                           tf.constant(durations))
@@ -128,7 +129,7 @@ def test_serving_head_keeps_an_iou_equal_to_the_threshold(nms_thresh, second):
   at a 0.5 threshold (dropped only when > thresh), dropped at 0.45, where (2, 2) follows."""
   logits = np.full((1, 4, 4), -8.0, np.float32)
   logits[0, 0, 1], logits[0, 0, 3], logits[0, 2, 2] = 3.0, 2.0, 1.0
-  segments, scores = export_lib.TanHead(4, nms_thresh)(
+  segments, scores = heads.TanHead(4, nms_thresh)(
       {"scores": tf.constant(logits), "map_mask": tf.ones((1, 4, 4))}, tf.constant([3.3]))
   np.testing.assert_allclose(segments.numpy()[0, :2], [[0.0, 1.65], second], rtol=1e-6)
   np.testing.assert_allclose(scores.numpy()[0, :2],

@@ -9,9 +9,11 @@ import tensorflow as tf
 from sscs_tf.evaluate import eval_lib
 from sscs_tf.run import run_dir
 from sscs_tf.train import objective, train_lib
-from sscs_tf.data import pipeline
+from sscs_tf.data import meta as data_meta
 from sscs_tf.train.schedules import ReduceLROnPlateau
-from sscs_tf.train.train_state import TrainState, prepare_config
+from sscs_tf.run.config import prepare_config
+from sscs_tf.train.train_state import TrainState
+from sscs_tf.models import contract
 from tests.testing_train import assert_config_refused, tiny_config, tiny_lgi_config
 
 
@@ -128,7 +130,7 @@ def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_
   config = prepare_config(tiny_config(demo_records))
   with config.unlocked():
     config.optim.clip_norm = 0.05  # small enough that clipping happens
-  batch = next(iter(pipeline.make_dataset(config.data, "train", training=True, seed=0)))
+  batch = next(iter(contract.make_dataset(config, "train", training=True, seed=0)))
   results = []
   for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
     tf.keras.utils.set_random_seed(0)
@@ -185,7 +187,7 @@ def test_mixed_precision_steps(precision, demo_records, tmp_path):
     assert state.loss_scaled == (precision == "mixed_float16")
     steps = train_lib.make_train_steps(state, tf.distribute.get_strategy(),
                                        config.data.batch_size)
-    dataset = pipeline.make_dataset(config.data, "train", training=True, seed=0)
+    dataset = contract.make_dataset(config, "train", training=True, seed=0)
     before = [v.numpy() for v in state.model.trainable_variables]
     history = steps(iter(dataset), tf.constant(3)).numpy()
     assert np.isfinite(history).all()
@@ -194,7 +196,7 @@ def test_mixed_precision_steps(precision, demo_records, tmp_path):
                for a, v in zip(before, state.model.trainable_variables)]
     # A float16 step whose gradients overflow is skipped (and the scale lowered); most apply.
     assert sum(changed) >= len(changed) // 2
-    outputs = state.model(eval_lib.model_inputs(next(iter(dataset))), training=False)
+    outputs = state.model(contract.model_inputs(next(iter(dataset))), training=False)
     assert outputs["scores"].dtype == tf.float32
   finally:
     tf.keras.mixed_precision.set_global_policy("float32")
@@ -251,7 +253,7 @@ def test_validation_split_alone_picks_the_best_checkpoint_and_drives_the_schedul
     config.data.batch_size = 32  # a few steps per epoch
     config.optim.plateau_monitor = "loss"
     config.optim.plateau_patience = 0
-  steps = pipeline.steps_per_epoch(pipeline.load_meta(demo_records), "train",
+  steps = data_meta.steps_per_epoch(data_meta.load_meta(demo_records), "train",
                                    config.data.batch_size)
   train_lib.train_and_evaluate(config, str(tmp_path))
   assert calls == ["val"] * 3

@@ -14,7 +14,10 @@ from sscs_tf import cli
 from sscs_tf.run import run_dir
 from sscs_tf.train import train_lib
 from sscs_tf.data import example, pipeline
-from sscs_tf.train.train_state import TrainState, prepare_config
+from sscs_tf.data import meta as data_meta
+from sscs_tf.run.config import prepare_config
+from sscs_tf.train.train_state import TrainState
+from sscs_tf.models import contract
 from tests.data_prep import fixtures
 from tests.testing_train import assert_config_refused, tiny_config
 
@@ -147,7 +150,7 @@ def test_non_finite_duration_is_refused_when_read(tmp_path):
   out = str(tmp_path / "out")
   convert.convert("charades_sta", charades_sta.read_splits(str(tmp_path / "ann")), features,
                   out, convert.Options(num_shards=1))
-  meta = pipeline.load_meta(out)
+  meta = data_meta.load_meta(out)
   shard = os.path.join(out, meta["splits"]["train"]["files"][0])
   records = [example.parse_video(r, 6, "float32") for r in tf.data.TFRecordDataset(shard)]
   with tf.io.TFRecordWriter(shard) as writer:
@@ -161,7 +164,7 @@ def test_non_finite_duration_is_refused_when_read(tmp_path):
   config = tiny_config(out)
   with config.unlocked():
     config.model.feature_dim = 6
-  dataset = pipeline.make_dataset(config.data, "train", training=False)
+  dataset = contract.make_dataset(config, "train", training=False)
   with pytest.raises(pipeline.DataError, match=r"out: \[video\] \[BBBBB\] \[has duration\] "
                      r"\[nan\]"):
     list(pipeline.checked_batches(dataset, out))

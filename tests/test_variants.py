@@ -6,8 +6,9 @@ import tensorflow as tf
 
 from configs import training
 from sscs_tf.train import objective, train_lib
-from sscs_tf.data import pipeline
-from sscs_tf.train.train_state import TrainState, prepare_config
+from sscs_tf.run.config import prepare_config
+from sscs_tf.train.train_state import TrainState
+from sscs_tf.models import contract
 from tests.testing_train import tiny_config
 
 
@@ -26,7 +27,7 @@ def test_every_variant_trains(variant, demo_records, tmp_path):
   before = [v.numpy() for v in state.trainable_variables()]
   steps = train_lib.make_train_steps(state, tf.distribute.get_strategy(),
                                      config.data.batch_size)
-  dataset = pipeline.make_dataset(config.data, "train", training=True, seed=0)
+  dataset = contract.make_dataset(config, "train", training=True, seed=0)
   history = steps(iter(dataset), tf.constant(2)).numpy()
   names = objective.term_names("tan", state.branch)
   assert history.shape == (2, len(names)) and np.isfinite(history).all()

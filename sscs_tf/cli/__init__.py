@@ -15,6 +15,8 @@ unknown flag, a misspelt config field, a value a flag refuses). The rule for "on
   * ImportError: an optional dependency that is not installed.
 Anything else is a bug and keeps its traceback; `--verbose` shows the traceback of every
 error.
+
+May import (from sscs_tf): every folder.
 """
 
 import difflib

@@ -8,6 +8,7 @@ the HTML report of every test query, exports a SavedModel, and grounds a test se
 through that SavedModel. Run again, it resumes (or reuses) what is there.
 """
 
+import importlib
 import os
 import time
 
@@ -15,7 +16,7 @@ import h5py
 from absl import app, flags, logging
 
 from sscs_tf import cli  # first: quiets TensorFlow's start-up  # isort: skip
-from configs import lgi_demo, tan_demo
+from sscs_tf import models
 from data_prep import annotations
 from data_prep import demo as demo_data
 from sscs_tf.evaluate import eval_lib
@@ -26,11 +27,12 @@ from sscs_tf.report import run_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the demo writes.",
                                required=True)
-_BASELINE = flags.DEFINE_enum("baseline", "tan", ["tan", "lgi"], "Grounding model: 2D-TAN "
-                              "(configs/tan_demo.py) or LGI (configs/lgi_demo.py).")
+# The baselines with a demo config (models.BASELINES, `demo_config`).
+DEMO_CONFIGS = {name: b.demo_config for name, b in models.BASELINES.items() if b.demo_config}
+_BASELINE = flags.DEFINE_enum("baseline", "tan", sorted(DEMO_CONFIGS), "Grounding model: "
+                              "2D-TAN (configs/tan_demo.py) or LGI (configs/lgi_demo.py).")
 _CONFIG_ARG = flags.DEFINE_string("config_arg", "sscs=ss", "Argument of the demo config "
                                   "(e.g. sscs=off, sscs=gtc, seed=1, epochs=4).")
-CONFIGS = {"tan": tan_demo, "lgi": lgi_demo}
 
 
 def _sample_query(raw_dir: str):
@@ -56,7 +58,7 @@ def main(argv):
   records = os.path.join(data_dir, "tfrecords")
   if not os.path.exists(os.path.join(records, "meta.json")):
     demo_data.build(data_dir)
-  config = CONFIGS[_BASELINE.value].get_config(_CONFIG_ARG.value)
+  config = importlib.import_module(DEMO_CONFIGS[_BASELINE.value]).get_config(_CONFIG_ARG.value)
   with config.unlocked():
     config.data.data_dir = records
   run = os.path.join(workdir, f"run_{_BASELINE.value}")

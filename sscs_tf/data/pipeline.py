@@ -23,20 +23,16 @@ a pipeline yields `input_context.get_per_replica_batch_size(...)` queries per ba
 """
 
 import contextlib
-import json
 import math
 import os
 
 import tensorflow as tf
 
-from sscs_tf.data import example
-from sscs_tf.data import preprocess
-from sscs_tf.data import protocol
+from sscs_tf.data import example, preprocess, protocol
+from sscs_tf.data.meta import load_meta, split_counts, split_files
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLINGS = ("average", "pick")
-# 1: times stored clipped (2D-TAN's protocol applied); 2: as annotated, with protocol flags.
-FORMAT_VERSIONS = (1, 2)
 
 
 _BAD_TIMES = "not positive finite seconds"
@@ -77,76 +73,6 @@ def _checked_times(video):
                                        video["duration"], "or query times", _BAD_TIMES])
   with tf.control_dependencies([check]):
     return tf.identity(video["duration"])
-
-
-def load_meta(data_dir: str) -> dict:
-  """Reads and checks `{data_dir}/meta.json` (written by data_prep)."""
-  path = os.path.join(data_dir, "meta.json")
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{path} not found: data_dir must be a data_prep output directory.")
-  with tf.io.gfile.GFile(path, "r") as f:
-    meta = json.load(f)
-  for key in ("feature_dim", "feature_dtype", "splits"):
-    if key not in meta:
-      raise ValueError(f"{path}: missing field {key!r}.")
-  if meta.get("format_version", 1) not in FORMAT_VERSIONS:
-    raise ValueError(f"{path}: format_version {meta.get('format_version')!r}; this version "
-                     f"reads {FORMAT_VERSIONS} (written by a newer data_prep?).")
-  if not isinstance(meta["feature_dim"], int) or meta["feature_dim"] <= 0:
-    raise ValueError(f"{path}: feature_dim must be a positive int, got {meta['feature_dim']!r}.")
-  if meta["feature_dtype"] not in example.FEATURE_DTYPES:
-    raise ValueError(f"{path}: feature_dtype must be one of {example.FEATURE_DTYPES}, got "
-                     f"{meta['feature_dtype']!r}.")
-  for name, split in meta["splits"].items():
-    for key in ("files", "videos", "queries"):
-      if key not in split:
-        raise ValueError(f"{path}: split {name!r} has no field {key!r}.")
-    if not split["files"]:
-      raise ValueError(f"{path}: split {name!r} lists no files.")
-    if meta.get("format_version", 1) >= 2 and sorted(split.get("protocols", ())) != sorted(
-        protocol.PROTOCOLS):
-      raise ValueError(f"{path}: split {name!r} needs counts for the protocols "
-                       f"{protocol.PROTOCOLS} under 'protocols'.")
-  return meta
-
-
-def _split_meta(meta: dict, split: str) -> dict:
-  if split not in meta["splits"]:
-    raise ValueError(f"Unknown split {split!r}; meta.json has {sorted(meta['splits'])}.")
-  return meta["splits"][split]
-
-
-def split_files(data_dir: str, meta: dict, split: str) -> list:
-  """Absolute paths of a split's shards, checked to exist."""
-  files = [os.path.join(data_dir, f) for f in _split_meta(meta, split)["files"]]
-  for path in files:
-    if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f"Shard {path} of split {split!r} (listed in meta.json) is missing.")
-  return files
-
-
-def split_counts(meta: dict, split: str, protocol_name: str = "tan") -> tuple[int, int]:
-  """(queries, videos) of a split as the protocol reads it.
-
-  Format-1 data holds 2D-TAN's queries with clipped times, so it can serve only "tan".
-  """
-  stats = _split_meta(meta, split)
-  protocol.check_protocol(protocol_name)
-  if meta.get("format_version", 1) >= 2:
-    counts = stats["protocols"][protocol_name]
-    return int(counts["queries"]), int(counts["videos"])
-  if protocol_name != "tan":
-    raise ValueError(f"data.protocol {protocol_name!r} needs the annotated times, but this "
-                     "data_prep output (meta.json format_version 1) stores 2D-TAN's clipped "
-                     "ones: re-run data_prep to convert it again.")
-  return int(stats["queries"]), int(stats["videos"])
-
-
-def steps_per_epoch(meta: dict, split: str, batch_size: int, drop_remainder: bool = True,
-                    protocol_name: str = "tan") -> int:
-  """Batches in one pass over a split's queries under the protocol."""
-  queries, _ = split_counts(meta, split, protocol_name)
-  return queries // batch_size if drop_remainder else math.ceil(queries / batch_size)
 
 
 def _read_records(files, training, input_context, seed, deterministic):
@@ -233,20 +159,15 @@ def _pick_fn(num_segments):
   return fn
 
 
-def _batch_fn(config):
-  """Merges a batch's two parts and adds the targets, computed for the whole batch."""
+def _batch_fn(config, targets):
+  """Merges a batch's two parts and adds the model's targets, computed for the whole batch."""
 
   def fn(queries, shared):
     batch = {**queries, **shared}
     batch["word_ids"] = queries["word_ids"].values.to_tensor(default_value=0)  # [B, L]
-    num_clips = batch.pop("num_clips")
-    if config.map_size > 0:
-      batch["iou_map"] = preprocess.iou_map(batch["duration"], batch["start"], batch["end"],
-                                            config.map_size)
-    if config.sampling == "pick":
-      batch["gt_segment_mask"] = preprocess.lgi_gt_mask(
-          batch["start"], batch["end"], batch["duration"],
-          tf.minimum(num_clips, config.num_segments), config.num_segments)
+    del batch["num_clips"]  # the rows before resampling, used by the LGI offsets only
+    if targets is not None:
+      batch.update(targets(batch, config))
     return batch
 
   return fn
@@ -292,14 +213,17 @@ def _validate(config):
   protocol.check_protocol(config.protocol)
 
 
-def make_dataset(data_config, split: str, input_context=None, *, training=None, seed=None,
-                 repeat: bool = False) -> tf.data.Dataset:
+def make_dataset(data_config, split: str, input_context=None, *, targets=None, training=None,
+                 seed=None, repeat: bool = False) -> tf.data.Dataset:
   """Batched queries of one split.
 
   Args:
     data_config: `configs.default.get_data_config()`-like ConfigDict.
     split: a split of meta.json.
     input_context: `tf.distribute.InputContext` (from `distribute_datasets_from_function`).
+    targets: `(batch, data_config) -> dict` of the tensors a model's loss needs beside the
+      batch (its baseline's `targets`: 2D-TAN's `iou_map`, LGI's `gt_segment_mask`), added
+      per batch; None adds nothing. `models.contract.make_dataset` passes the config's.
     training: shuffle, random LGI offsets, drop the last partial batch; defaults to
       `split == data_config.train_split`. Evaluation keeps every query, in file order; its
       last batch is smaller (not padded).
@@ -311,8 +235,7 @@ def make_dataset(data_config, split: str, input_context=None, *, training=None, 
     `duration, start, end` float32 `[B]` (seconds, the ground truth of data.protocol:
     clipped for "tan", as annotated for "lgi"); `word_ids` int32 `[B, L]` (0-padded to
     the longest in the batch); `num_words` int32 `[B]`; `features` float32 `[B, S, D]`;
-    `feature_mask` float32 `[B, S]`; `iou_map` float32 `[B, N, N]` (map_size > 0);
-    `gt_segment_mask` float32 `[B, S]` (sampling "pick"). S = num_segments.
+    `feature_mask` float32 `[B, S]`; and what `targets` adds. S = num_segments.
   """
   _validate(data_config)
   training = split == data_config.train_split if training is None else training
@@ -340,7 +263,7 @@ def make_dataset(data_config, split: str, input_context=None, *, training=None, 
         _pick_fn(data_config.num_segments), num_parallel_calls=parallel,
         deterministic=deterministic)
   ds = ds.batch(batch_size, drop_remainder=training)
-  ds = ds.map(_batch_fn(data_config), num_parallel_calls=parallel,
+  ds = ds.map(_batch_fn(data_config, targets), num_parallel_calls=parallel,
               deterministic=deterministic).prefetch(AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = deterministic

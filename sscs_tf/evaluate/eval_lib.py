@@ -1,7 +1,8 @@
 """Evaluation: a model over one split -> the paper's table, the loss, per-query predictions.
 
-Each baseline has a `Scorer` that turns a batch of model outputs into what its metric reads
-(2D-TAN: the joint probability map; LGI: the regressed interval), so the loop is shared.
+Each baseline's `scorer` (models/baseline.py) turns a batch of model outputs into what its
+metric reads (2D-TAN: the joint probability map; LGI: the regressed interval), so the loop is
+shared.
 """
 
 import time
@@ -10,88 +11,21 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sscs_tf.scoring import diagnostics, metrics
-from sscs_tf.train import objective
+from sscs_tf import models
 from sscs_tf.data import pipeline
-
-MODEL_INPUT_KEYS = ("features", "feature_mask", "word_ids", "num_words")
-
-
-def model_inputs(batch):
-  return {k: batch[k] for k in MODEL_INPUT_KEYS}
-
-
-class TanScorer:
-  """2D-TAN: sigmoid(scores) * mask, the reference's `joint_prob`, ranked with NMS."""
-
-  # The top-1 hit rule of the paper's table: Rank1@0.5 counts IoU > 0.5.
-  TOP1_METRIC, STRICT = "Rank1@0.5", True
-
-  def __init__(self, eval_config):
-    self.evaluator = metrics.RankEvaluator(eval_config.nms_thresh, eval_config.iou_thresholds,
-                                           eval_config.ranks)
-
-  @staticmethod
-  def outputs_to_numpy(outputs):
-    probs = tf.sigmoid(tf.cast(outputs["scores"], tf.float32)) * outputs["map_mask"]
-    return {"probs": probs}
-
-  def update(self, out, batch):
-    gts = np.stack([batch["start"], batch["end"]], axis=1)
-    self.evaluator.update(out["probs"], batch["duration"], gts, batch["query_id"])
-
-  def result(self):
-    return self.evaluator.result()
-
-  def per_query(self):
-    return self.evaluator.per_query()
-
-
-class LgiScorer:
-  """LGI: the regressed (t_s, t_e) fractions times the duration; R@1 with IoU >= m."""
-
-  TOP1_METRIC, STRICT = "R1@0.5", False
-
-  def __init__(self, eval_config):
-    self.thresholds = tuple(eval_config.iou_thresholds)
-    self._pred, self._gt, self._ids, self._durations = [], [], [], []
-
-  @staticmethod
-  def outputs_to_numpy(outputs):
-    return {"times": tf.cast(outputs["times"], tf.float32)}
-
-  def update(self, out, batch):
-    self._pred.append(out["times"] * batch["duration"][:, None])
-    self._gt.append(np.stack([batch["start"], batch["end"]], axis=1))
-    self._durations.append(batch["duration"])
-    self._ids.extend(batch["query_id"])
-
-  def result(self):
-    return metrics.r_at_1(np.concatenate(self._pred), np.concatenate(self._gt),
-                          self.thresholds)
-
-  def per_query(self):
-    pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
-    ious = metrics.span_iou(pred, gt)
-    durations = np.concatenate(self._durations)
-    return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
-                 segments=[pred[i].tolist()], ious=[float(ious[i])])
-            for i, qid in enumerate(self._ids)]
-
-
-SCORERS = {"tan": TanScorer, "lgi": LgiScorer}
-
+from sscs_tf.models import contract
+from sscs_tf.scoring import diagnostics
 
 def make_predict_fn(model, model_name: str, loss_config, element_spec):
   """A compiled forward pass returning the scorer's arrays and the per-example loss, traced
   once for the evaluation dataset's `element_spec` (any batch size, any sentence length)."""
-  scorer = SCORERS[model_name]
+  baseline = models.get(model_name)
 
   @tf.function(input_signature=[element_spec])
   def predict(batch):
-    outputs = model(model_inputs(batch), training=False)
-    terms = objective.VG_LOSSES[model_name](outputs, batch, loss_config)
-    out = scorer.outputs_to_numpy(outputs)
+    outputs = model(contract.model_inputs(batch), training=False)
+    terms = baseline.grounding_loss(outputs, batch, loss_config)
+    out = baseline.scorer.outputs_to_numpy(outputs)
     out["loss"] = tf.add_n(list(terms.values()))
     return out
 
@@ -111,11 +45,11 @@ def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bo
   started = time.time()
   if query_diagnostics is None:
     query_diagnostics = bool(config.eval.get("query_diagnostics", False))
-  dataset = pipeline.make_dataset(config.data, split, training=False)
+  dataset = contract.make_dataset(config, split, training=False)
   predict_fn = predict_fn or make_predict_fn(model, config.model.name, config.loss,
                                              dataset.element_spec)
   scorer, extra, words, loss = _run(dataset, config.data.data_dir, predict_fn,
-                                    SCORERS[config.model.name](config.eval))
+                                    models.get(config.model.name).scorer(config.eval))
   count = len(extra)
   if not count:
     raise ValueError(f"Split {split!r} of {config.data.data_dir} yielded no queries.")
@@ -159,7 +93,7 @@ def _top1(per_query, strict: bool, threshold: float = diagnostics.HIT_IOU):
 
 def query_dependence(dataset, predict_fn, config, per_query, words) -> dict:
   """The `diagnostics` of one evaluated split, the shuffled control included."""
-  scorer_class = SCORERS[config.model.name]
+  scorer_class = models.get(config.model.name).scorer
   video_ids = [p["video_id"] for p in per_query]
   query_ids = [p["query_id"] for p in per_query]
   gts = np.array([p["gt"] for p in per_query], np.float64)

@@ -1,30 +1,36 @@
-"""Models by name: `build_model(config.model)` looks `config.model.name` up in MODELS."""
+"""The grounding models, and what the rest of the project needs to know about each.
 
-from sscs_tf.models.lgi import LGI
-from sscs_tf.models.tan import TAN
+`BASELINES` lists one `Baseline` record per model (models/baseline.py), defined next to the
+model; `get(name)` looks one up and `build_model(config.model)` builds it. The model contract
+(inputs, outputs the Sscs branch reads, checkpoint, training data) is `models/contract.py`.
 
-MODELS = {"tan": TAN, "lgi": LGI}
+May import (from sscs_tf): core, data, scoring.
+"""
 
-# The `config.model` field giving T of the `clip_features [B, T, H]` each model returns.
-_CLIP_COUNT_FIELDS = {"tan": "num_clips", "lgi": "num_segments"}
+from sscs_tf.models import lgi, tan
+from sscs_tf.models.baseline import Baseline
+
+BASELINES = {baseline.name: baseline for baseline in (tan.BASELINE, lgi.BASELINE)}
+
+
+def get(name: str) -> Baseline:
+  """The baseline `config.model.name` names."""
+  if name not in BASELINES:
+    raise ValueError(f"model.name {name!r} is not one of {sorted(BASELINES)}.")
+  return BASELINES[name]
 
 
 def build_model(model_config):
-  """Builds `MODELS[model_config.name]` from the other fields of `model_config`."""
+  """Builds the model of `model_config.name` from the other fields of `model_config`."""
   kwargs = dict(model_config)
-  name = kwargs.pop("name", None)
-  if name not in MODELS:
-    raise ValueError(f"model.name {name!r} is not one of {sorted(MODELS)}.")
+  baseline = get(kwargs.pop("name", None))
   if kwargs.get("vocab_size", 1) < 1:
     raise ValueError(f"model.vocab_size is {kwargs['vocab_size']}: training fills it from "
-                     "the data's vocab.txt (train_state.prepare_config); set it to build the "
+                     "the data's vocab.txt (run.config.prepare_config); set it to build the "
                      "model on its own.")
-  return MODELS[name](**kwargs)
+  return baseline.model(**kwargs)
 
 
-def num_clips(model_config) -> int:
-  """T of the clip features the model exposes to the Sscs branch (tan: N; lgi: S)."""
-  name = model_config["name"]
-  if name not in _CLIP_COUNT_FIELDS:
-    raise ValueError(f"model.name {name!r} is not one of {sorted(_CLIP_COUNT_FIELDS)}.")
-  return int(model_config[_CLIP_COUNT_FIELDS[name]])
+def clip_count(model_config) -> int:
+  """T of the `clip_features` the model gives the Sscs branch (2D-TAN: N; LGI: S)."""
+  return int(model_config[get(model_config["name"]).clip_count_field])

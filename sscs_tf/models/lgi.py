@@ -21,9 +21,14 @@ initial weights. `lgi_import.py` loads the authors' weights.
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from sscs_tf.models import layers
+from sscs_tf.data import preprocess
+from sscs_tf.models import heads, layers
+from sscs_tf.models.baseline import Baseline
+from sscs_tf.scoring import losses, metrics
 
 # The reference's masked_fill value: masked logits get exactly zero weight in float32.
 NEG_INF = -1e9
@@ -471,3 +476,69 @@ class LGI(keras.Model):
         local_kernel_size=self.local_kernel_size, dropout=self.dropout,
         output_activation=self.output_activation, max_query_length=self.max_query_length)
     return config
+
+
+def grounding_loss(outputs, batch, loss_config):
+  """LGI's three terms per example (reference weights in the config): regression on the
+  normalised boundaries, temporal attention guidance, distinct query attention."""
+  duration = tf.cast(batch["duration"], tf.float32)
+  targets = tf.stack([batch["start"], batch["end"]], axis=1) / duration[:, None]
+  return {
+      "regression": loss_config.regression_weight * losses.lgi_regression_loss_per_example(
+          outputs["times"], targets),
+      "attention_guidance": loss_config.attention_guidance_weight
+                            * losses.lgi_attention_guidance_loss_per_example(
+                                outputs["temporal_attention"], batch["gt_segment_mask"]),
+      "distinct_query": loss_config.distinct_query_weight
+                        * losses.lgi_distinct_query_loss_per_example(
+                            outputs["phrase_attention"], loss_config.dqa_lambda),
+  }
+
+
+def targets(batch, data_config):
+  """The temporal attention target `gt_segment_mask [B, S]`: 1 on the segments inside the
+  ground truth, over the video's valid segments (those of `feature_mask`)."""
+  num_valid = tf.cast(tf.reduce_sum(batch["feature_mask"], axis=1), tf.int32)
+  return {"gt_segment_mask": preprocess.lgi_gt_mask(
+      batch["start"], batch["end"], batch["duration"], num_valid, data_config.num_segments)}
+
+
+class Scorer:
+  """LGI: the regressed (t_s, t_e) fractions times the duration; R@1 with IoU >= m."""
+
+  TOP1_METRIC, STRICT = "R1@0.5", False
+
+  def __init__(self, eval_config):
+    self.thresholds = tuple(eval_config.iou_thresholds)
+    self._pred, self._gt, self._ids, self._durations = [], [], [], []
+
+  @staticmethod
+  def outputs_to_numpy(outputs):
+    return {"times": tf.cast(outputs["times"], tf.float32)}
+
+  def update(self, out, batch):
+    self._pred.append(out["times"] * batch["duration"][:, None])
+    self._gt.append(np.stack([batch["start"], batch["end"]], axis=1))
+    self._durations.append(batch["duration"])
+    self._ids.extend(batch["query_id"])
+
+  def result(self):
+    return metrics.r_at_1(np.concatenate(self._pred), np.concatenate(self._gt),
+                          self.thresholds)
+
+  def per_query(self):
+    pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
+    ious = metrics.span_iou(pred, gt)
+    durations = np.concatenate(self._durations)
+    return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
+                 segments=[pred[i].tolist()], ious=[float(ious[i])])
+            for i, qid in enumerate(self._ids)]
+
+
+BASELINE = Baseline(
+    name="lgi", model=LGI, grounding_loss=grounding_loss,
+    loss_terms=("regression", "attention_guidance", "distinct_query"),
+    clip_count_field="num_segments", scorer=Scorer,
+    serving_head=lambda config: heads.SegmentHead(), targets=targets,
+    local_run=dict(embedding_dim=32), demo_config="configs.lgi_demo")
+

@@ -10,9 +10,13 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from sscs_tf.models import layers
+from sscs_tf.data import preprocess
+from sscs_tf.models import heads, layers, tan_layers
+from sscs_tf.models.baseline import Baseline
+from sscs_tf.scoring import losses, metrics
 
 # One layer of the sparse map: it writes its `length` outputs to the flat cells `cells`.
 ScaleLayer = collections.namedtuple("ScaleLayer", "scale index kernel_size stride length cells")
@@ -258,16 +262,16 @@ class TAN(keras.Model):
       return
     n, h = self.num_clips, self.hidden_size
     self.map_mask = validity_mask(n, self.num_scale_layers)
-    self.clip_encoder = layers.ClipEncoder(h, n, self.num_sample_clips, name="clip_encoder")
+    self.clip_encoder = tan_layers.ClipEncoder(h, n, self.num_sample_clips, name="clip_encoder")
     self.clip_encoder.build((None, self.num_sample_clips, self.feature_dim))
     self.temporal_map = SparseTemporalMap(h, n, self.num_scale_layers, self.map_type,
                                           name="temporal_map")
     self.temporal_map.build((None, n, h))
-    self.sentence_encoder = layers.SentenceEncoder(
+    self.sentence_encoder = tan_layers.SentenceEncoder(
         self.vocab_size, self.embedding_dim, self.embeddings_file, self.lstm_units,
         self.lstm_layers, h, name="sentence_encoder")
     self.sentence_encoder.build()
-    self.fusion = layers.MapFusion(h, name="fusion")
+    self.fusion = tan_layers.MapFusion(h, name="fusion")
     self.fusion.build()
     self.map_convs = MaskedMapConv(h, self.map_kernel_size, self.map_num_layers, n,
                                    self.num_scale_layers, name="map_convs")
@@ -305,3 +309,58 @@ class TAN(keras.Model):
         embedding_dim=self.embedding_dim, embeddings_file=self.embeddings_file,
         lstm_units=self.lstm_units, lstm_layers=self.lstm_layers)
     return config
+
+
+def grounding_loss(outputs, batch, loss_config):
+  """2D-TAN's scaled-IoU BCE per example: {"vg": [B]}. (With one fixed map mask, the mean
+  of these equals the reference's batch loss.)"""
+  return {"vg": losses.tan_loss_per_example(outputs["scores"], batch["iou_map"],
+                                            outputs["map_mask"], loss_config.min_iou,
+                                            loss_config.max_iou)}
+
+
+def targets(batch, data_config):
+  """The IoU of every map cell with the ground truth, `iou_map [B, N, N]` (N = data.map_size),
+  which the loss scales into its targets."""
+  if data_config.map_size < 1:
+    raise ValueError(f"data.map_size is {data_config.map_size}: 2D-TAN's IoU targets need the "
+                     "map size N (the config's model.num_clips).")
+  return {"iou_map": preprocess.iou_map(batch["duration"], batch["start"], batch["end"],
+                                        data_config.map_size)}
+
+
+class Scorer:
+  """2D-TAN: sigmoid(scores) * mask, the reference's `joint_prob`, ranked with NMS."""
+
+  # The top-1 hit rule of the paper's table: Rank1@0.5 counts IoU > 0.5.
+  TOP1_METRIC, STRICT = "Rank1@0.5", True
+
+  def __init__(self, eval_config):
+    self.evaluator = metrics.RankEvaluator(eval_config.nms_thresh, eval_config.iou_thresholds,
+                                           eval_config.ranks)
+
+  @staticmethod
+  def outputs_to_numpy(outputs):
+    probs = tf.sigmoid(tf.cast(outputs["scores"], tf.float32)) * outputs["map_mask"]
+    return {"probs": probs}
+
+  def update(self, out, batch):
+    gts = np.stack([batch["start"], batch["end"]], axis=1)
+    self.evaluator.update(out["probs"], batch["duration"], gts, batch["query_id"])
+
+  def result(self):
+    return self.evaluator.result()
+
+  def per_query(self):
+    return self.evaluator.per_query()
+
+
+def serving_head(config) -> heads.TanHead:
+  return heads.TanHead(config.model.num_clips, config.eval.nms_thresh, max(config.eval.ranks))
+
+
+BASELINE = Baseline(
+    name="tan", model=TAN, grounding_loss=grounding_loss, loss_terms=("vg",),
+    clip_count_field="num_clips", scorer=Scorer, serving_head=serving_head, targets=targets,
+    local_run=dict(lstm_units=32, map_num_layers=2), demo_config="configs.tan_demo")
+

@@ -194,7 +194,7 @@ def write_report(path: str, predictions, *, table=None, config=None,
     table: the metric table of `eval_lib.evaluate` (optional).
     config: the run's config (ConfigDict or dict): model, data and Sscs settings (optional).
     title, subtitle: the page's heading.
-    images: {name: (PNG bytes, description)}, e.g. `summaries.analysis_figures`.
+    images: {name: (PNG bytes, description)}, e.g. `report.analysis.analysis_figures`.
     video: a video file shown above the queries; clicking a segment seeks to it. Linked by
       its path relative to the report, so keep the two together.
   """

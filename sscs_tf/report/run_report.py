@@ -5,15 +5,14 @@ import os
 
 import numpy as np
 
-from sscs_tf.train import summaries
-from sscs_tf.report import html
+from sscs_tf.report import analysis, html
 
 
 def write_eval_report(path: str, model, config, split: str, table: dict, predictions,
                       checkpoint: str = "") -> str:
   """Metrics, break-downs, Figs. 7 and 8 and every query of `split`; returns `path`."""
   label = f"{split} split"
-  images = summaries.analysis_figures(model, summaries.fixed_batch(config, split),
+  images = analysis.analysis_figures(model, analysis.fixed_batch(config, split),
                                       predictions, label)
   title = f"{config.model.name} on {config.data.dataset}, {label}"
   subtitle = (f"{len(predictions):,} queries; checkpoint {checkpoint}" if checkpoint

@@ -8,8 +8,7 @@ import tensorflow as tf
 from sscs_tf import models
 from sscs_tf.core import fileio
 from sscs_tf.data import text
-from sscs_tf.evaluate import eval_lib
-from sscs_tf.train.train_state import dummy_batch, model_checkpoint
+from sscs_tf.models import contract
 
 CHOICES = ("best", "latest")
 
@@ -84,8 +83,8 @@ def load_model(workdir: str, checkpoint: str = "best"):
   config = load_config(workdir)
   path = checkpoint_path(workdir, checkpoint)
   model = models.build_model(config.model)
-  model(eval_lib.model_inputs(dummy_batch(config)), training=False)
-  status = model_checkpoint(model).restore(path).expect_partial()
+  model(contract.model_inputs(contract.dummy_batch(config)), training=False)
+  status = contract.model_checkpoint(model).restore(path).expect_partial()
   status.assert_existing_objects_matched()
   return model, config, path
 
@@ -96,6 +95,6 @@ def write_run(config, model, workdir: str) -> str:
   os.makedirs(workdir, exist_ok=True)
   fileio.atomic_write_text(os.path.join(workdir, "config.json"),
                            config.to_json_best_effort(indent=2) + "\n")
-  manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(workdir, "best"),
-                                       max_to_keep=1)
+  manager = tf.train.CheckpointManager(contract.model_checkpoint(model),
+                                       os.path.join(workdir, "best"), max_to_keep=1)
   return manager.save(checkpoint_number=0)

@@ -16,7 +16,8 @@ from keras import ops
 
 from sscs_tf.sscs.caption import AttentivePooling, CaptionDecoder
 from sscs_tf.sscs.functions import SupportFunction
-from sscs_tf.sscs.support import gt_clip_mask, support_mask
+from sscs_tf.models.contract import gt_clip_mask
+from sscs_tf.sscs.support import support_mask
 
 MODES = ("off", "gtc", "ss")
 REDUCTIONS = ("sum", "mean")

@@ -1,36 +1,10 @@
-"""Ground-truth clips and support-set membership (docs/sscs.md, "Ground-truth clips").
+"""Support-set membership (docs/sscs.md, "What it computes"), from the ground-truth clips M_i of
+`models.contract.gt_clip_mask`.
 
 All functions take per-example tensors and return float32 masks `[B, T]` (1 = member).
 """
 
 from keras import ops
-
-
-def gt_clip_mask(start, end, duration, clip_mask):
-  """M_i: the clips that lie at least half inside the ground-truth interval.
-
-  Clip t of a video with n valid clips spans [t*d/n, (t+1)*d/n]. The clip holding the
-  interval's midpoint is always a GT clip, so M_i is never empty (decision, see the spec).
-
-  Args:
-    start, end, duration: `[B]` seconds.
-    clip_mask: `[B, T]`, 1 for the video's clips (a prefix), 0 for padding.
-  Returns:
-    `[B, T]` float32.
-  """
-  clip_mask = ops.cast(clip_mask, "float32")
-  start, end, duration = (ops.cast(x, "float32")[:, None] for x in (start, end, duration))
-  num_clips = ops.sum(clip_mask, axis=1, keepdims=True)
-  clip_length = duration / ops.maximum(num_clips, 1.0)
-  index = ops.cast(ops.arange(ops.shape(clip_mask)[1]), "float32")[None, :]
-  clip_start, clip_end = index * clip_length, (index + 1.0) * clip_length
-  overlap = ops.maximum(ops.minimum(clip_end, end) - ops.maximum(clip_start, start), 0.0)
-  half_inside = ops.cast(overlap >= 0.5 * clip_length, "float32")
-  middle = ops.floor((start + end) * 0.5 / clip_length)
-  middle = ops.clip(middle, 0.0, ops.maximum(num_clips - 1.0, 0.0))
-  holds_middle = ops.cast(ops.equal(index, middle), "float32")
-  return ops.maximum(half_inside, holds_middle) * clip_mask
-
 
 SUPPORT_SETS = ("video", "gt", "non_gt")
 

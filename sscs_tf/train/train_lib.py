@@ -19,8 +19,11 @@ from absl import logging
 from sscs_tf.core import fileio
 from sscs_tf.evaluate import eval_lib
 from sscs_tf.train import distribute, objective, summaries
+from sscs_tf.data import meta as data_meta
 from sscs_tf.data import pipeline
-from sscs_tf.train.train_state import TrainState, log_word_embeddings, prepare_config
+from sscs_tf.models import contract
+from sscs_tf.run.config import log_word_embeddings, prepare_config
+from sscs_tf.train.train_state import TrainState
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -31,7 +34,7 @@ def _epoch_dataset_fn(config, epoch: int, skip: int, num_steps: int):
   seed = config.seed * 1_000_003 + 10 * epoch
 
   def dataset_fn(input_context):
-    ds = pipeline.make_dataset(config.data, config.data.train_split, input_context,
+    ds = contract.make_dataset(config, config.data.train_split, input_context,
                                training=True, seed=seed, repeat=True)
     # A step takes one batch per replica; a pipeline feeds this many replicas.
     replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
@@ -72,7 +75,7 @@ def make_train_steps(state: TrainState, strategy, global_batch_size: int):
 
   def step_fn(batch):
     with tf.GradientTape() as tape:
-      outputs = state.model(eval_lib.model_inputs(batch), training=True)
+      outputs = state.model(contract.model_inputs(batch), training=True)
       terms = objective.compute_losses(config.model.name, outputs, batch, config.loss,
                                        global_batch_size, state.branch, training=True)
       loss = terms["total"]
@@ -136,9 +139,9 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
     os.makedirs(workdir, exist_ok=True)
     fileio.atomic_write_text(os.path.join(workdir, "config.json"),
                              config.to_json_best_effort(indent=2) + "\n")
-  meta = pipeline.load_meta(config.data.data_dir)
+  meta = data_meta.load_meta(config.data.data_dir)
   global_batch = config.data.batch_size
-  steps_per_epoch = pipeline.steps_per_epoch(meta, config.data.train_split, global_batch,
+  steps_per_epoch = data_meta.steps_per_epoch(meta, config.data.train_split, global_batch,
                                              protocol_name=config.data.protocol)
   if steps_per_epoch < 1:
     raise ValueError(f"The training split has fewer queries than one batch of {global_batch}.")

@@ -5,8 +5,6 @@ Checkpoints live in `{workdir}/checkpoints` (the last few, every K steps and at 
 matter for inference; the branch and the optimizer are training state.
 """
 
-import copy
-import math
 import os
 import re
 import shutil
@@ -18,137 +16,16 @@ from absl import logging
 
 from sscs_tf import models
 from sscs_tf.core import fileio
-from sscs_tf.data import text
-from sscs_tf.evaluate import eval_lib
-from sscs_tf.train import distribute
 from sscs_tf.core.faults import fault_point
-from sscs_tf.data import pipeline
-from sscs_tf.train.schedules import ReduceLROnPlateau
+from sscs_tf.evaluate import eval_lib
+from sscs_tf.models import contract
 from sscs_tf.sscs.branch import SscsBranch
+from sscs_tf.train import distribute
+from sscs_tf.train.schedules import ReduceLROnPlateau
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # What tf.train.Checkpoint writes before it renames a save into place; a kill leaves it.
 _STALE_SAVE = re.compile(r"ckpt-\d+_temp")
-
-
-def prepare_config(config):
-  """A copy of `config` with what comes from the data filled in: the vocabulary size, the
-  embeddings file, the branch's clip count; checks the feature width, the splits and the
-  loop's periods, so that a mistyped value fails now rather than after an epoch."""
-  meta = pipeline.load_meta(config.data.data_dir)
-  _check_splits_and_periods(config, meta)
-  _check_values(config)
-  config = copy.deepcopy(config)
-  with config.unlocked():
-    model = config.model
-    if model.feature_dim != meta["feature_dim"]:
-      raise ValueError(
-          f"config.model.feature_dim is {model.feature_dim} but the features in "
-          f"{config.data.data_dir} are {meta['feature_dim']}-d: pick the config's feature "
-          "variant that matches the data (e.g. feature=i3d) or set "
-          f"--config.model.feature_dim={meta['feature_dim']}.")
-    if not model.vocab_size:
-      model.vocab_size = meta["vocab_size"]
-    elif model.vocab_size != meta["vocab_size"]:
-      raise ValueError(f"config.model.vocab_size {model.vocab_size} differs from the data's "
-                       f"vocabulary ({meta['vocab_size']} words).")
-    if "embeddings_file" in model and model.embeddings_file == "auto":
-      embeddings = meta.get("embeddings_file")
-      model.embeddings_file = (os.path.join(os.path.abspath(config.data.data_dir), embeddings)
-                               if embeddings else "")
-    if config.sscs.mode != "off":
-      config.sscs.vocab_size = meta["vocab_size"]
-      config.sscs.num_clips = models.num_clips(config.model)
-    # Not a model argument: a record of what the words start from, in config.json.
-    config.word_embeddings = describe_word_embeddings(config, meta)
-  return config
-
-
-def describe_word_embeddings(config, meta: dict) -> dict:
-  """What the model's word embeddings are: frozen vectors from a file (with the GloVe
-  source and its coverage when the file is the data's), or learned from scratch."""
-  path = config.model.get("embeddings_file", "")
-  if not path:
-    return dict(kind="learned from scratch", dim=config.model.embedding_dim,
-                vocab_size=config.model.vocab_size)
-  described = dict(kind="frozen vectors from a file", file=path, dim=config.model.embedding_dim,
-                   vocab_size=config.model.vocab_size)
-  data_file = meta.get("embeddings_file")
-  if (data_file and meta.get("glove") and os.path.abspath(path) ==
-      os.path.join(os.path.abspath(config.data.data_dir), data_file)):
-    described.update(kind="frozen GloVe", glove=meta["glove"])
-  return described
-
-
-def log_word_embeddings(described: dict) -> None:
-  glove = described.get("glove")
-  if glove:
-    logging.info("Word embeddings: frozen GloVe %s (%d-d): %d of %d vocabulary words have a "
-                 "vector, %.1f%% of training tokens; the rest are zero vectors", glove["path"],
-                 glove["dim"], glove["vocabulary_words_with_vector"],
-                 glove["vocabulary_words"], 100.0 * glove["train_token_coverage"])
-  elif "file" in described:
-    logging.info("Word embeddings: frozen vectors from %s", described["file"])
-  else:
-    logging.info("Word embeddings: learned from scratch (%d words, %d-d)",
-                 described["vocab_size"], described["dim"])
-
-
-def _check_splits_and_periods(config, meta: dict) -> None:
-  for field in ("train_split", "val_split", "eval_split"):
-    split = config.data[field]
-    if (split or field != "val_split") and split not in meta["splits"]:
-      hint = (" (data_prep.charades_sta carves `val` out of the training videos unless "
-              "--val_fraction 0; or set --config.data.val_split= to train without checkpoint "
-              "selection)" if field == "val_split" else "")
-      raise ValueError(f"config.data.{field} is {split!r}, but {config.data.data_dir} holds "
-                       f"the splits {sorted(meta['splits'])}{hint}.")
-  if config.data.val_split and config.data.val_split == config.data.eval_split:
-    raise ValueError(f"config.data.val_split and eval_split are both "
-                     f"{config.data.eval_split!r}: the split that picks the checkpoint would "
-                     "be the one reported.")
-  if config.optim.plateau_monitor and not config.data.val_split:
-    raise ValueError(f"config.optim.plateau_monitor is {config.optim.plateau_monitor!r} but "
-                     "there is no config.data.val_split: the schedule would follow the test "
-                     "split. Set a validation split or --config.optim.plateau_monitor=.")
-  for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps",
-                "eval_every_epochs"):
-    if config.train[field] < 1:
-      raise ValueError(f"config.train.{field} must be at least 1, got {config.train[field]}.")
-
-
-def _check_values(config) -> None:
-  """Values no run can use, named now rather than as a shape error or a NaN later."""
-  for field in ("batch_size", "eval_batch_size"):
-    if config.data[field] < 1:
-      raise ValueError(f"config.data.{field} must be at least 1, got {config.data[field]}.")
-  rate = config.optim.learning_rate
-  if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-    raise ValueError(f"config.optim.learning_rate must be a positive number, got {rate!r}.")
-  if config.optim.get("clip_norm") is not None and config.optim.clip_norm < 0:
-    raise ValueError(f"config.optim.clip_norm must be >= 0 (0: no clipping), got "
-                     f"{config.optim.clip_norm}.")
-  for field in ("num_epochs", "num_train_steps"):
-    if field in config.train and config.train[field] < 0:
-      raise ValueError(f"config.train.{field} must be >= 0, got {config.train[field]}.")
-
-
-def dummy_batch(config, batch_size: int = 1):
-  """Inputs of the right shapes to build the model and the branch before restoring."""
-  segments, dim = config.data.num_segments, config.model.feature_dim
-  return {
-      "features": tf.zeros([batch_size, segments, dim]),
-      "feature_mask": tf.ones([batch_size, segments]),
-      "word_ids": tf.fill([batch_size, 2], text.UNK_ID),
-      "num_words": tf.fill([batch_size], 2),
-      "start": tf.zeros([batch_size]), "end": tf.ones([batch_size]),
-      "duration": tf.fill([batch_size], 2.0),
-  }
-
-
-def model_checkpoint(model) -> tf.train.Checkpoint:
-  """A checkpoint of the model's weights alone, readable from a full training checkpoint."""
-  return tf.train.Checkpoint(model_weights=list(model.weights))
 
 
 class TrainState:
@@ -186,7 +63,7 @@ class TrainState:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(directory, "checkpoints"),
         max_to_keep=config.train.keep_checkpoints)
-    self.best_checkpoint = model_checkpoint(self.model)
+    self.best_checkpoint = contract.model_checkpoint(self.model)
     self.best_manager = tf.train.CheckpointManager(
         self.best_checkpoint, os.path.join(directory, "best"), max_to_keep=1)
     # Read once, before training: every worker then decides on the same value, whenever
@@ -200,20 +77,17 @@ class TrainState:
   def predict_fn(self):
     """The compiled evaluation forward pass, traced once for the evaluation split's batches."""
     if self._predict_fn is None:
-      spec = pipeline.make_dataset(self.config.data, self.config.data.eval_split,
+      spec = contract.make_dataset(self.config, self.config.data.eval_split,
                                    training=False).element_spec
       self._predict_fn = eval_lib.make_predict_fn(self.model, self.config.model.name,
                                                   self.config.loss, spec)
     return self._predict_fn
 
   def _build(self):
-    batch = dummy_batch(self.config)
-    outputs = self.model(eval_lib.model_inputs(batch), training=False)
+    batch = contract.dummy_batch(self.config)
+    outputs = self.model(contract.model_inputs(batch), training=False)
     if self.branch is not None:
-      self.branch({**{k: outputs[k] for k in ("clip_features", "clip_mask",
-                                               "sentence_feature")},
-                   **{k: batch[k] for k in ("start", "end", "duration", "word_ids",
-                                            "num_words")}})
+      self.branch(contract.branch_inputs(outputs, batch))
     self.optimizer.build(self.trainable_variables())
 
   def trainable_variables(self):

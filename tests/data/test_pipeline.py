@@ -10,8 +10,10 @@ import tensorflow as tf
 from configs.default import get_data_config
 from sscs_tf.data import example
 from sscs_tf.data import pipeline
+from sscs_tf.data import meta as data_meta
 from sscs_tf.data import preprocess
 from sscs_tf.data import protocol
+from sscs_tf.models import lgi, tan
 
 DIM = 8
 # Per split: (videos, shard files). One test file makes the sharding fall back to records.
@@ -79,6 +81,21 @@ def _config(data_dir, **overrides):
   return config
 
 
+def _targets(batch, config):
+  """The targets of the configs' baselines: 2D-TAN's IoU map for a data config with a map
+  size, LGI's attention target for one that picks segments."""
+  out = {}
+  if config.map_size > 0:
+    out.update(tan.targets(batch, config))
+  if config.sampling == "pick":
+    out.update(lgi.targets(batch, config))
+  return out
+
+
+def _dataset(config, split, *args, **kwargs):
+  return pipeline.make_dataset(config, split, *args, targets=_targets, **kwargs)
+
+
 def _queries(ds):
   """Batches -> list of per-query dicts of numpy values."""
   out = []
@@ -110,7 +127,7 @@ def _check_pairing(query, truth):
 def test_eval_yields_every_query_once_with_its_own_video(dataset):
   root, truth = dataset
   config = _config(root)
-  queries = _queries(pipeline.make_dataset(config, "test"))
+  queries = _queries(_dataset(config, "test"))
   assert sorted(q["query_id"].decode() for q in queries) == _split_query_ids(truth, "test")
   for query in queries:
     _check_pairing(query, truth)
@@ -127,7 +144,7 @@ def test_eval_yields_every_query_once_with_its_own_video(dataset):
 
 def test_keys_shapes_and_dtypes(dataset32):
   root, truth = dataset32
-  batches = list(pipeline.make_dataset(_config(root), "test"))
+  batches = list(_dataset(_config(root), "test"))
   num_queries = len(_split_query_ids(truth, "test"))
   # Evaluation keeps the remainder as a smaller last batch.
   assert [len(b["start"]) for b in batches] == (
@@ -146,7 +163,7 @@ def test_keys_shapes_and_dtypes(dataset32):
   assert batch["iou_map"].shape == (3, 4, 4)
   # Padded to the longest sentence of this batch, not of a video or of the dataset.
   assert batch["word_ids"].shape == (3, max(batch["num_words"].numpy()))
-  no_map = next(iter(pipeline.make_dataset(_config(root, map_size=0), "test")))
+  no_map = next(iter(_dataset(_config(root, map_size=0), "test")))
   assert "iou_map" not in no_map
 
 
@@ -155,7 +172,7 @@ def test_training_batches_are_full_shuffled_and_seeded(dataset32):
   config = _config(root)
 
   def epoch(seed):
-    return [b["query_id"].numpy().tolist() for b in pipeline.make_dataset(config, "train",
+    return [b["query_id"].numpy().tolist() for b in _dataset(config, "train",
                                                                           seed=seed)]
 
   first, again, other = epoch(3), epoch(3), epoch(4)
@@ -166,14 +183,14 @@ def test_training_batches_are_full_shuffled_and_seeded(dataset32):
   flat = [q.decode() for batch in first for q in batch]
   assert len(set(flat)) == len(flat)
   assert flat != sorted(flat)
-  for query in _queries(pipeline.make_dataset(config, "train", seed=3)):
+  for query in _queries(_dataset(config, "train", seed=3)):
     _check_pairing(query, truth)
 
 
 def test_training_batches_hold_distinct_videos_and_permute_queries(tmp_path):
   truth = _write_dataset(str(tmp_path / "d"), "float32", seed=2,
                          splits_spec={"train": (20, 2)}, queries_per_video=(3, 3))
-  ds = pipeline.make_dataset(_config(str(tmp_path / "d")), "train", seed=0)
+  ds = _dataset(_config(str(tmp_path / "d")), "train", seed=0)
   batches = [[truth[q.decode()]["video_id"] for q in b["query_id"].numpy()] for b in ds]
   assert len(batches) == 15
   # Queries of one video are 4 (the batch size) apart in the stream, until the last videos
@@ -182,7 +199,7 @@ def test_training_batches_hold_distinct_videos_and_permute_queries(tmp_path):
     assert len(set(videos)) == 4, videos
   # Each video's queries come out in a random order, not the stored one.
   order = {}
-  for query_id in (q.decode() for b in pipeline.make_dataset(
+  for query_id in (q.decode() for b in _dataset(
       _config(str(tmp_path / "d")), "train", seed=0) for q in b["query_id"].numpy()):
     video, index = query_id.rsplit(":", 1)
     order.setdefault(video, []).append(int(index))
@@ -192,7 +209,7 @@ def test_training_batches_hold_distinct_videos_and_permute_queries(tmp_path):
 def test_training_repeat_crosses_epochs(dataset32):
   root, truth = dataset32
   num_queries = len(_split_query_ids(truth, "train"))
-  ds = pipeline.make_dataset(_config(root), "train", seed=0, repeat=True)
+  ds = _dataset(_config(root), "train", seed=0, repeat=True)
   batches = [b["query_id"].numpy() for b in ds.take(2 * num_queries // 4 + 1)]
   assert len(batches) == 2 * num_queries // 4 + 1
 
@@ -204,7 +221,7 @@ def test_sharding_covers_every_query_once(dataset32, split):
   for pipeline_id in range(2):
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
                                          num_replicas_in_sync=2)
-    ds = pipeline.make_dataset(_config(root, eval_batch_size=4), split, context,
+    ds = _dataset(_config(root, eval_batch_size=4), split, context,
                                training=False)
     batches = list(ds)
     assert max(len(b["start"]) for b in batches) == 2  # the per-replica share of 4
@@ -215,7 +232,7 @@ def test_sharding_covers_every_query_once(dataset32, split):
 
 def test_max_query_length_truncates(dataset32):
   root, truth = dataset32
-  for query in _queries(pipeline.make_dataset(_config(root, max_query_length=3), "test")):
+  for query in _queries(_dataset(_config(root, max_query_length=3), "test")):
     words = truth[query["query_id"].decode()]["query"].word_ids
     assert query["num_words"] == min(3, len(words))
     assert query["word_ids"].shape[0] <= 3
@@ -232,7 +249,7 @@ def _gt_mask_python(start, end, duration, num_valid, size):
 
 def test_pick_eval_takes_offset_zero(dataset32):
   root, truth = dataset32
-  queries = _queries(pipeline.make_dataset(_config(root, sampling="pick", map_size=0), "test"))
+  queries = _queries(_dataset(_config(root, sampling="pick", map_size=0), "test"))
   assert len(queries) == len(_split_query_ids(truth, "test"))
   for query in queries:
     _check_pairing(query, truth)
@@ -253,7 +270,7 @@ def test_pick_eval_takes_offset_zero(dataset32):
 def test_pick_training_draws_an_offset_per_query(dataset32):
   root, truth = dataset32
   config = _config(root, sampling="pick", batch_size=2)
-  queries = _queries(pipeline.make_dataset(config, "train", seed=5))
+  queries = _queries(_dataset(config, "train", seed=5))
   first_rows = []
   for query in queries:
     want = truth[query["query_id"].decode()]
@@ -273,38 +290,38 @@ def test_pick_training_draws_an_offset_per_query(dataset32):
     first_rows.append(offset)
   # Some long videos start past row 0: the offset is drawn, not fixed at 0.
   assert len(first_rows) >= 3 and max(first_rows) > 0
-  again = _queries(pipeline.make_dataset(config, "train", seed=5))
+  again = _queries(_dataset(config, "train", seed=5))
   np.testing.assert_array_equal([q["features"] for q in queries],
                                 [q["features"] for q in again])
 
 
 def test_helpers_and_clear_errors(dataset32, tmp_path):
   root, truth = dataset32
-  meta = pipeline.load_meta(root)
+  meta = data_meta.load_meta(root)
   train_queries = len(_split_query_ids(truth, "train"))
-  assert pipeline.steps_per_epoch(meta, "train", 4) == train_queries // 4
-  assert pipeline.steps_per_epoch(meta, "train", 4, drop_remainder=False) == -(
+  assert data_meta.steps_per_epoch(meta, "train", 4) == train_queries // 4
+  assert data_meta.steps_per_epoch(meta, "train", 4, drop_remainder=False) == -(
       -train_queries // 4)
   with pytest.raises(FileNotFoundError, match="meta.json"):
-    pipeline.make_dataset(_config(str(tmp_path)), "train")
+    _dataset(_config(str(tmp_path)), "train")
   with pytest.raises(ValueError, match=r"'val'.*\['test', 'train'\]"):
-    pipeline.make_dataset(_config(root), "val")
+    _dataset(_config(root), "val")
   with pytest.raises(ValueError, match="sampling"):
-    pipeline.make_dataset(_config(root, sampling="nearest"), "train")
+    _dataset(_config(root, sampling="nearest"), "train")
   for field, value in (("batch_size", 0), ("shuffle_buffer", 0), ("map_size", -1)):
     with pytest.raises(ValueError, match=rf"data\.{field} must be"):
-      pipeline.make_dataset(_config(root, **{field: value}), "train")
+      _dataset(_config(root, **{field: value}), "train")
   with pytest.raises(ValueError, match="data.num_parallel_calls must be positive, or -1"):
-    pipeline.make_dataset(_config(root, num_parallel_calls=0), "train")
+    _dataset(_config(root, num_parallel_calls=0), "train")
   broken = dict(meta)
   broken["splits"] = {"train": dict(meta["splits"]["train"], files=["absent.tfrecord"])}
   (tmp_path / "meta.json").write_text(json.dumps(broken))
   with pytest.raises(FileNotFoundError, match="absent.tfrecord"):
-    pipeline.make_dataset(_config(str(tmp_path)), "train")
+    _dataset(_config(str(tmp_path)), "train")
   del broken["splits"]["train"]["queries"]
   (tmp_path / "meta.json").write_text(json.dumps(broken))
   with pytest.raises(ValueError, match="'train' has no field 'queries'"):
-    pipeline.load_meta(str(tmp_path))
+    data_meta.load_meta(str(tmp_path))
 
 
 def _write_protocol_dataset(root, format_version=2):
@@ -331,15 +348,15 @@ def _write_protocol_dataset(root, format_version=2):
 def test_each_protocol_reads_its_own_ground_truth(tmp_path, protocol_name):
   annotated = _write_protocol_dataset(str(tmp_path / "d"))
   config = _config(str(tmp_path / "d"), protocol=protocol_name, sampling="pick", map_size=0)
-  queries = _queries(pipeline.make_dataset(config, "test"))
+  queries = _queries(_dataset(config, "test"))
   got = [(q["query_id"].decode(), float(q["start"]), float(q["end"])) for q in queries]
   if protocol_name == "tan":  # drop start >= end and start >= duration; clip to [0, 20]
     expected = [("q0", 2.0, 5.0), ("q1", 15.0, 20.0), ("q4", 0.0, 3.0)]
   else:  # as annotated
     expected = [(f"q{i}", s, e) for i, (s, e) in enumerate(annotated)]
   assert got == expected
-  meta = pipeline.load_meta(str(tmp_path / "d"))
-  assert pipeline.steps_per_epoch(meta, "test", 2, protocol_name=protocol_name) == len(got) // 2
+  meta = data_meta.load_meta(str(tmp_path / "d"))
+  assert data_meta.steps_per_epoch(meta, "test", 2, protocol_name=protocol_name) == len(got) // 2
   # The attention target follows the protocol's times: n = min(30, 16) = 16 valid steps (for
   # q4 under "lgi" the reference's g[-1:3] is empty).
   for query, (_, start, end) in zip(queries, expected):
@@ -351,15 +368,15 @@ def test_protocol_needs_a_format_that_holds_it(tmp_path):
   _write_protocol_dataset(str(tmp_path / "v1"), format_version=1)
   lgi = _config(str(tmp_path / "v1"), protocol="lgi")
   with pytest.raises(ValueError, match=r"format_version 1\) stores 2D-TAN's clipped"):
-    pipeline.make_dataset(lgi, "test")
+    _dataset(lgi, "test")
   _write_protocol_dataset(str(tmp_path / "v3"), format_version=3)
   with pytest.raises(ValueError, match="format_version 3; this version reads"):
-    pipeline.load_meta(str(tmp_path / "v3"))
+    data_meta.load_meta(str(tmp_path / "v3"))
   meta = json.load(open(tmp_path / "v3" / "meta.json"))
   meta["format_version"] = 2
   del meta["splits"]["test"]["protocols"]["lgi"]
   (tmp_path / "v3" / "meta.json").write_text(json.dumps(meta))
   with pytest.raises(ValueError, match="'test' needs counts for the protocols"):
-    pipeline.load_meta(str(tmp_path / "v3"))
+    data_meta.load_meta(str(tmp_path / "v3"))
   with pytest.raises(ValueError, match="data.protocol must be one of"):
-    pipeline.make_dataset(_config(str(tmp_path / "v1"), protocol="clip"), "test")
+    _dataset(_config(str(tmp_path / "v1"), protocol="clip"), "test")

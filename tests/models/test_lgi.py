@@ -9,7 +9,7 @@ import tensorflow as tf
 from configs import lgi_activitynet, lgi_charades
 from sscs_tf.scoring import losses
 from sscs_tf.data import preprocess
-from sscs_tf.models import build_model, lgi, num_clips
+from sscs_tf.models import build_model, clip_count, lgi
 
 S, D, V, L = 16, 6, 11, 5  # segments, feature width, vocabulary, words in the tiny tests
 OUTPUT_KEYS = ("times", "temporal_attention", "phrase_attention", "clip_features", "clip_mask",
@@ -363,7 +363,7 @@ def test_published_config_values(name, expected):
   assert (config.loss.regression_weight, config.loss.attention_guidance_weight,
           config.loss.distinct_query_weight) == (1.0, 1.0, 1.0)
   assert list(config.eval.iou_thresholds) == [0.3, 0.5, 0.7] and list(config.eval.ranks) == [1]
-  assert num_clips(m) == 128
+  assert clip_count(m) == 128
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -12,7 +12,8 @@ from PIL import Image
 
 from sscs_tf import models
 from sscs_tf.evaluate import eval_lib
-from sscs_tf.train import summaries, train_state
+from sscs_tf.run import config as run_config
+from sscs_tf.train import summaries
 from sscs_tf.report import breakdown, figures
 from tests.testing_train import tiny_config
 
@@ -67,7 +68,7 @@ def test_svg_keeps_text_as_text():
 
 
 def test_tensorboard_gets_readable_figures(demo_records, tmp_path):
-  config = train_state.prepare_config(tiny_config(demo_records))
+  config = run_config.prepare_config(tiny_config(demo_records))
   model = models.build_model(config.model)
   _, predictions = eval_lib.evaluate(model, config, "test", with_predictions=True)
   writer = summaries.Writer(str(tmp_path), config)

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
+from sscs_tf.models import contract
 from sscs_tf.sscs import support
 from tests.sscs import numpy_reference as ref
 
 
 def _gt(start, end, duration, clip_mask):
   clip_mask = np.asarray(clip_mask, np.float32)
-  return support.gt_clip_mask(np.float32([start]), np.float32([end]), np.float32([duration]),
+  return contract.gt_clip_mask(np.float32([start]), np.float32([end]), np.float32([duration]),
                               clip_mask[None]).numpy()[0]
 
 
@@ -51,7 +52,7 @@ def test_gt_clips_batch_matches_reference_on_random_intervals():
   duration = rng.uniform(3.0, 40.0, batch).astype(np.float32)
   start = (rng.uniform(0.0, 0.9, batch) * duration).astype(np.float32)
   end = (start + rng.uniform(0.0, 0.6, batch) * duration).astype(np.float32)
-  got = support.gt_clip_mask(start, end, duration, clip_mask).numpy()
+  got = contract.gt_clip_mask(start, end, duration, clip_mask).numpy()
   for b in range(batch):
     expected = np.zeros(num_clips)
     expected[ref.gt_clips(float(start[b]), float(end[b]), float(duration[b]), valid[b])] = 1

@@ -1,0 +1,85 @@
+"""The model contract: what every grounding model is given, what it returns for the Sscs
+branch, how its weights are checkpointed, and the data it is trained on.
+
+Training, evaluation, export and the branch all go through these functions, so a baseline
+that keeps the contract (`models/baseline.py`) works with all of them.
+"""
+
+import tensorflow as tf
+from keras import ops
+
+from sscs_tf import models
+from sscs_tf.data import pipeline, text
+
+# What a model is called on: features [B, S, D], feature_mask [B, S], word_ids [B, L],
+# num_words [B].
+MODEL_INPUT_KEYS = ("features", "feature_mask", "word_ids", "num_words")
+# The model outputs the Sscs branch reads: clip_features [B, T, H], clip_mask [B, T],
+# sentence_feature [B, H'].
+CLIP_OUTPUT_KEYS = ("clip_features", "clip_mask", "sentence_feature")
+# The batch fields the branch reads: the ground truth (support sets) and the words (captions).
+BRANCH_BATCH_KEYS = ("start", "end", "duration", "word_ids", "num_words")
+
+
+def model_inputs(batch):
+  """The fields of a pipeline batch a model is called on."""
+  return {k: batch[k] for k in MODEL_INPUT_KEYS}
+
+
+def branch_inputs(outputs, batch):
+  """The Sscs branch's inputs: the model's clip and sentence features and the batch's ground
+  truth and words."""
+  return {**{k: outputs[k] for k in CLIP_OUTPUT_KEYS},
+          **{k: batch[k] for k in BRANCH_BATCH_KEYS}}
+
+
+def dummy_batch(config, batch_size: int = 1):
+  """Inputs of the right shapes to build the model and the branch before restoring."""
+  segments, dim = config.data.num_segments, config.model.feature_dim
+  return {
+      "features": tf.zeros([batch_size, segments, dim]),
+      "feature_mask": tf.ones([batch_size, segments]),
+      "word_ids": tf.fill([batch_size, 2], text.UNK_ID),
+      "num_words": tf.fill([batch_size], 2),
+      "start": tf.zeros([batch_size]), "end": tf.ones([batch_size]),
+      "duration": tf.fill([batch_size], 2.0),
+  }
+
+
+def model_checkpoint(model) -> tf.train.Checkpoint:
+  """A checkpoint of the model's weights alone, readable from a full training checkpoint."""
+  return tf.train.Checkpoint(model_weights=list(model.weights))
+
+
+def make_dataset(config, split: str, input_context=None, **kwargs) -> tf.data.Dataset:
+  """`pipeline.make_dataset` of `config.data`, with the targets `config.model`'s baseline
+  trains on (keyword arguments as there)."""
+  targets = models.get(config.model.name).targets
+  return pipeline.make_dataset(config.data, split, input_context, targets=targets, **kwargs)
+
+
+def gt_clip_mask(start, end, duration, clip_mask):
+  """M_i: the clips of `clip_features` that lie at least half inside the ground truth.
+
+  Clip t of a video with n valid clips spans [t*d/n, (t+1)*d/n]. The clip holding the
+  interval's midpoint is always a GT clip, so M_i is never empty (docs/sscs.md,
+  "What it computes", GT clips).
+
+  Args:
+    start, end, duration: `[B]` seconds.
+    clip_mask: `[B, T]`, 1 for the video's clips (a prefix), 0 for padding.
+  Returns:
+    `[B, T]` float32.
+  """
+  clip_mask = ops.cast(clip_mask, "float32")
+  start, end, duration = (ops.cast(x, "float32")[:, None] for x in (start, end, duration))
+  num_valid = ops.sum(clip_mask, axis=1, keepdims=True)
+  clip_length = duration / ops.maximum(num_valid, 1.0)
+  index = ops.cast(ops.arange(ops.shape(clip_mask)[1]), "float32")[None, :]
+  clip_start, clip_end = index * clip_length, (index + 1.0) * clip_length
+  overlap = ops.maximum(ops.minimum(clip_end, end) - ops.maximum(clip_start, start), 0.0)
+  half_inside = ops.cast(overlap >= 0.5 * clip_length, "float32")
+  middle = ops.floor((start + end) * 0.5 / clip_length)
+  middle = ops.clip(middle, 0.0, ops.maximum(num_valid - 1.0, 0.0))
+  holds_middle = ops.cast(ops.equal(index, middle), "float32")
+  return ops.maximum(half_inside, holds_middle) * clip_mask

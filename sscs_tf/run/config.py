@@ -1,0 +1,119 @@
+"""A run's config made final against its data: what comes from the data filled in (vocabulary
+size, embeddings file, the branch's clip count), and every value checked before a run starts,
+so that a mistyped value fails now rather than after an epoch.
+
+`prepare_config` serves training and the importers alike; the result is what a run writes to
+`{workdir}/config.json` and what evaluation and export read back (`run/run_dir.py`).
+"""
+
+import copy
+import math
+import os
+
+from absl import logging
+
+from sscs_tf import models
+from sscs_tf.data import meta as meta_lib
+
+
+def prepare_config(config):
+  """A copy of `config` with what comes from the data filled in: the vocabulary size, the
+  embeddings file, the branch's clip count; checks the feature width, the splits and the
+  loop's periods, so that a mistyped value fails now rather than after an epoch."""
+  meta = meta_lib.load_meta(config.data.data_dir)
+  _check_splits_and_periods(config, meta)
+  _check_values(config)
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    model = config.model
+    if model.feature_dim != meta["feature_dim"]:
+      raise ValueError(
+          f"config.model.feature_dim is {model.feature_dim} but the features in "
+          f"{config.data.data_dir} are {meta['feature_dim']}-d: pick the config's feature "
+          "variant that matches the data (e.g. feature=i3d) or set "
+          f"--config.model.feature_dim={meta['feature_dim']}.")
+    if not model.vocab_size:
+      model.vocab_size = meta["vocab_size"]
+    elif model.vocab_size != meta["vocab_size"]:
+      raise ValueError(f"config.model.vocab_size {model.vocab_size} differs from the data's "
+                       f"vocabulary ({meta['vocab_size']} words).")
+    if "embeddings_file" in model and model.embeddings_file == "auto":
+      embeddings = meta.get("embeddings_file")
+      model.embeddings_file = (os.path.join(os.path.abspath(config.data.data_dir), embeddings)
+                               if embeddings else "")
+    if config.sscs.mode != "off":
+      config.sscs.vocab_size = meta["vocab_size"]
+      config.sscs.num_clips = models.clip_count(config.model)
+    # Not a model argument: a record of what the words start from, in config.json.
+    config.word_embeddings = describe_word_embeddings(config, meta)
+  return config
+
+
+def describe_word_embeddings(config, meta: dict) -> dict:
+  """What the model's word embeddings are: frozen vectors from a file (with the GloVe
+  source and its coverage when the file is the data's), or learned from scratch."""
+  path = config.model.get("embeddings_file", "")
+  # The width, when the model's config names it (a model may size its words otherwise).
+  dim = config.model.get("embedding_dim")
+  if not path:
+    return dict(kind="learned from scratch", dim=dim, vocab_size=config.model.vocab_size)
+  described = dict(kind="frozen vectors from a file", file=path, dim=dim,
+                   vocab_size=config.model.vocab_size)
+  data_file = meta.get("embeddings_file")
+  if (data_file and meta.get("glove") and os.path.abspath(path) ==
+      os.path.join(os.path.abspath(config.data.data_dir), data_file)):
+    described.update(kind="frozen GloVe", glove=meta["glove"])
+  return described
+
+
+def log_word_embeddings(described: dict) -> None:
+  glove = described.get("glove")
+  if glove:
+    logging.info("Word embeddings: frozen GloVe %s (%d-d): %d of %d vocabulary words have a "
+                 "vector, %.1f%% of training tokens; the rest are zero vectors", glove["path"],
+                 glove["dim"], glove["vocabulary_words_with_vector"],
+                 glove["vocabulary_words"], 100.0 * glove["train_token_coverage"])
+  elif "file" in described:
+    logging.info("Word embeddings: frozen vectors from %s", described["file"])
+  else:
+    logging.info("Word embeddings: learned from scratch (%d words%s)", described["vocab_size"],
+                 f", {described['dim']}-d" if described["dim"] else "")
+
+
+def _check_splits_and_periods(config, meta: dict) -> None:
+  for field in ("train_split", "val_split", "eval_split"):
+    split = config.data[field]
+    if (split or field != "val_split") and split not in meta["splits"]:
+      hint = (" (data_prep.charades_sta carves `val` out of the training videos unless "
+              "--val_fraction 0; or set --config.data.val_split= to train without checkpoint "
+              "selection)" if field == "val_split" else "")
+      raise ValueError(f"config.data.{field} is {split!r}, but {config.data.data_dir} holds "
+                       f"the splits {sorted(meta['splits'])}{hint}.")
+  if config.data.val_split and config.data.val_split == config.data.eval_split:
+    raise ValueError(f"config.data.val_split and eval_split are both "
+                     f"{config.data.eval_split!r}: the split that picks the checkpoint would "
+                     "be the one reported.")
+  if config.optim.plateau_monitor and not config.data.val_split:
+    raise ValueError(f"config.optim.plateau_monitor is {config.optim.plateau_monitor!r} but "
+                     "there is no config.data.val_split: the schedule would follow the test "
+                     "split. Set a validation split or --config.optim.plateau_monitor=.")
+  for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps",
+                "eval_every_epochs"):
+    if config.train[field] < 1:
+      raise ValueError(f"config.train.{field} must be at least 1, got {config.train[field]}.")
+
+
+def _check_values(config) -> None:
+  """Values no run can use, named now rather than as a shape error or a NaN later."""
+  for field in ("batch_size", "eval_batch_size"):
+    if config.data[field] < 1:
+      raise ValueError(f"config.data.{field} must be at least 1, got {config.data[field]}.")
+  rate = config.optim.learning_rate
+  if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+    raise ValueError(f"config.optim.learning_rate must be a positive number, got {rate!r}.")
+  if config.optim.get("clip_norm") is not None and config.optim.clip_norm < 0:
+    raise ValueError(f"config.optim.clip_norm must be >= 0 (0: no clipping), got "
+                     f"{config.optim.clip_norm}.")
+  for field in ("num_epochs", "num_train_steps"):
+    if field in config.train and config.train[field] < 0:
+      raise ValueError(f"config.train.{field} must be >= 0, got {config.train[field]}.")
