@@ -37,13 +37,11 @@ from data_prep import glove as glove_lib
 from data_prep.annotations import SplitAnnotations
 from data_prep.features import FeatureError, FeatureSource
 from sscs_tf.core import fileio
-from sscs_tf.data import text
-from sscs_tf.data import example, protocol
+from sscs_tf.data import example, protocol, text
+from sscs_tf.data import meta as data_meta
 from sscs_tf.core.faults import fault_point
 
 META_FILE = "meta.json"
-# 2: times as annotated with per-query protocol flags, per-protocol counts in meta.json.
-FORMAT_VERSION = 2
 TMP_PREFIX = ".tmp-"
 # The only names a conversion writes, hence the only ones a re-run may delete.
 _OWN_FILE = re.compile(r"[A-Za-z0-9_]+-\d{5}-of-\d{5}\.tfrecord|vocab\.txt|embeddings\.npy|"
@@ -209,6 +207,8 @@ def convert(dataset: str, splits: list[SplitAnnotations], features: str, output_
     try:
       meta = _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, features,
                         options, tmp_dir)
+      # What the pipeline reads back is checked by the same code before it is committed.
+      data_meta.check_meta(meta, os.path.join(output_dir, META_FILE))
       _commit(output_dir, tmp_dir, meta, old_files)
     finally:
       shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -234,7 +234,7 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
     fileio.atomic_save_npy(os.path.join(tmp_dir, "embeddings.npy"), matrix)
   fileio.atomic_write_text(os.path.join(tmp_dir, "skipped.tsv"), "".join(_skipped_rows(splits)))
   return {
-      "format_version": FORMAT_VERSION,
+      "format_version": data_meta.FORMAT_VERSION,
       "dataset": dataset,
       "feature_dim": source.feature_dim,
       "feature_dtype": options.feature_dtype,
