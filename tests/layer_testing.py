@@ -38,8 +38,9 @@ def run_layer_test(layer_cls, init_kwargs, input_data, *, call_kwargs=None,
     expected_output_shape: the eager output shapes, in the outputs' structure.
     expected_num_*: tensor and parameter counts of `layer.trainable_weights` and
       `layer.non_trainable_weights`; None skips that count.
-    weights_without_gradient: substrings of the paths of the trainable weights that the outputs
-      do not depend on; those must get no gradient, every other one a finite non-zero one.
+    weights_without_gradient: substrings of the paths (below the layer's own name, e.g.
+      "score/bias") of the trainable weights that the outputs do not depend on; those must
+      get no gradient, every other one a finite non-zero one.
     expected_mixed_precision_dtype: under the "mixed_bfloat16" global policy, a dtype every
       floating output must have, or a structure of dtypes for all outputs; None means the
       layer's compute dtype.
@@ -158,7 +159,9 @@ def check_training_step(layer, input_data, call_kwargs, weights_without_gradient
   on gets a finite non-zero gradient and changes; the others get none."""
   name = type(layer).__name__
   variables = layer.trainable_variables
-  unused = [p for p in weights_without_gradient if not any(p in v.path for v in variables)]
+  exempt = lambda variable: any(p in _local_path(variable) for p in weights_without_gradient)
+  unused = [p for p in weights_without_gradient
+            if not any(p in _local_path(v) for v in variables)]
   assert not unused, f"{name}: weights_without_gradient {unused} match no trainable weight"
   if not variables:
     return
@@ -169,7 +172,7 @@ def check_training_step(layer, input_data, call_kwargs, weights_without_gradient
            for g in tape.gradient(loss, variables)]
   before = [np.array(v) for v in variables]
   for grad, variable in zip(grads, variables):
-    if any(p in variable.path for p in weights_without_gradient):
+    if exempt(variable):
       assert grad is None or not np.any(grad), (
           f"{name}: {variable.path} is listed without gradient but gets one")
       continue
@@ -209,6 +212,11 @@ def check_mixed_precision(layer_cls, init_kwargs, input_data, call_kwargs, expec
     if _is_float(tensor.dtype):
       assert np.all(np.isfinite(np.asarray(tf.cast(tensor, tf.float32)))), (
           f"{name}: non-finite output under {MIXED_POLICY}")
+
+
+def _local_path(variable):
+  """The variable's path below the tested layer: `score/bias` of `attention/score/bias`."""
+  return variable.path.split("/", 1)[-1]
 
 
 def _num_params(weights):
@@ -255,15 +263,17 @@ def _symbolic_inputs(input_data, unknown_batch, as_input=False):
   of every input that has the batch size of the first input is None."""
   batch = np.shape(tree.flatten(input_data)[0])[:1]
 
-  def symbolic(array):
+  def symbolic(array, name=None):
     shape = tuple(np.shape(array))
     if unknown_batch and shape[:1] == batch:
       shape = (None,) + shape[1:]
     dtype = keras.backend.standardize_dtype(np.asarray(array).dtype)
     if as_input:
-      return keras.Input(batch_shape=shape, dtype=dtype)
-    return keras.KerasTensor(shape, dtype=dtype)
+      return keras.Input(batch_shape=shape, dtype=dtype, name=name)
+    return keras.KerasTensor(shape, dtype=dtype, name=name)
 
+  if isinstance(input_data, dict):  # named after their keys, as a functional model wants
+    return {key: symbolic(value, key) for key, value in input_data.items()}
   return tree.map_structure(symbolic, input_data)
 
 
