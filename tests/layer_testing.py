@@ -27,7 +27,8 @@ def run_layer_test(layer_cls, init_kwargs, input_data, *, call_kwargs=None,
                    expected_num_non_trainable_weights=None, expected_num_trainable_params=None,
                    expected_num_non_trainable_params=None, weights_without_gradient=(),
                    expected_mixed_precision_dtype=None, run_training_check=True,
-                   run_mixed_precision_check=True, run_saving_check=True):
+                   run_mixed_precision_check=True, run_saving_check=True,
+                   run_dtype_argument_check=False):
   """Builds `layer_cls(**init_kwargs)`, calls it on `input_data` and runs every check.
 
   Args:
@@ -45,6 +46,9 @@ def run_layer_test(layer_cls, init_kwargs, input_data, *, call_kwargs=None,
       floating output must have, or a structure of dtypes for all outputs; None means the
       layer's compute dtype.
     run_training_check, run_mixed_precision_check, run_saving_check: switch those checks off.
+    run_dtype_argument_check: also check `dtype="mixed_bfloat16"` given to the constructor
+      (keras-hub's way): it must reach every sublayer, the outputs as under the global policy.
+      Only for the layers built that way.
   Raises:
     AssertionError naming the layer and the check that failed.
   """
@@ -68,6 +72,9 @@ def run_layer_test(layer_cls, init_kwargs, input_data, *, call_kwargs=None,
   if run_mixed_precision_check:
     check_mixed_precision(layer_cls, init_kwargs, input_data, call_kwargs,
                           expected_mixed_precision_dtype)
+  if run_dtype_argument_check:
+    check_dtype_argument(layer_cls, init_kwargs, input_data, call_kwargs,
+                         expected_mixed_precision_dtype)
 
 
 def call_layer(layer, input_data, call_kwargs):
@@ -189,7 +196,8 @@ def check_training_step(layer, input_data, call_kwargs, weights_without_gradient
 
 def check_mixed_precision(layer_cls, init_kwargs, input_data, call_kwargs, expected_dtype=None):
   """Under the "mixed_bfloat16" global policy (how training runs it): finite outputs,
-  float32 variables, and the documented output dtypes."""
+  float32 variables, the documented output dtypes, and the sublayers of a layer that pins
+  its own policy (`SscsBranch`: float32) on that policy."""
   name = layer_cls.__name__
   previous = keras.config.dtype_policy()
   keras.config.set_dtype_policy(MIXED_POLICY)
@@ -200,18 +208,52 @@ def check_mixed_precision(layer_cls, init_kwargs, input_data, call_kwargs, expec
     keras.config.set_dtype_policy(previous)
   wrong = [(w.path, w.dtype) for w in layer.weights if _is_float(w.dtype) and w.dtype != "float32"]
   assert not wrong, f"{name}: under {MIXED_POLICY} these variables are not float32: {wrong}"
+  policy = layer.dtype_policy.name
+  if policy != MIXED_POLICY:  # a layer that pins its policy must pin its sublayers' too
+    others = sorted({f"{sub.name}: {sub.dtype_policy.name}" for sub in layer._flatten_layers()
+                     if sub.dtype_policy.name != policy and not _is_container(sub)})
+    assert not others, (f"{name} computes in {policy} under {MIXED_POLICY}, but not these "
+                        f"sublayers: {others}")
+  _check_output_dtypes(outputs, expected_dtype, layer.compute_dtype,
+                       f"{name}: under {MIXED_POLICY}")
+
+
+def check_dtype_argument(layer_cls, init_kwargs, input_data, call_kwargs, expected_dtype=None):
+  """`dtype="mixed_bfloat16"` as a constructor argument, the global policy float32: every
+  sublayer takes that policy, the variables stay float32, the outputs have `expected_dtype`
+  (as in `check_mixed_precision`; None: bfloat16)."""
+  name = layer_cls.__name__
+  layer = layer_cls(**{**init_kwargs, "dtype": MIXED_POLICY})
+  outputs = call_layer(layer, input_data, call_kwargs)
+  others = sorted({f"{sub.name}: {sub.dtype_policy.name}" for sub in layer._flatten_layers()
+                   if sub.dtype_policy.name != MIXED_POLICY})
+  assert not others, f"{name}(dtype={MIXED_POLICY!r}) has sublayers with other policies: {others}"
+  wrong = [(w.path, w.dtype) for w in layer.weights if _is_float(w.dtype) and w.dtype != "float32"]
+  assert not wrong, f"{name}(dtype={MIXED_POLICY!r}): variables not float32: {wrong}"
+  _check_output_dtypes(outputs, expected_dtype, "bfloat16", f"{name}(dtype={MIXED_POLICY!r})")
+
+
+def _check_output_dtypes(outputs, expected_dtype, default_dtype, what):
+  """Outputs finite and of `expected_dtype`: a structure of dtypes, or one dtype (None:
+  `default_dtype`) for every floating output."""
   dtypes = _dtypes(outputs)
   if expected_dtype is None or isinstance(expected_dtype, str):
-    expected_dtype = expected_dtype or layer.compute_dtype
-    expected = tree.map_structure(lambda d: expected_dtype if _is_float(d) else d, dtypes)
+    float_dtype = expected_dtype or default_dtype
+    expected = tree.map_structure(lambda d: float_dtype if _is_float(d) else d, dtypes)
   else:
     expected = expected_dtype
   assert _normalize(dtypes) == _normalize(expected), (
-      f"{name}: under {MIXED_POLICY} the outputs have dtypes {dtypes}, expected {expected}")
+      f"{what} the outputs have dtypes {dtypes}, expected {expected}")
   for tensor in tree.flatten(outputs):
     if _is_float(tensor.dtype):
       assert np.all(np.isfinite(np.asarray(tf.cast(tensor, tf.float32)))), (
-          f"{name}: non-finite output under {MIXED_POLICY}")
+          f"{what} an output is not finite")
+
+
+def _is_container(layer):
+  """A Sequential (which takes no dtype) and its input layer compute nothing and cast
+  nothing: their sublayers' policies are what counts."""
+  return isinstance(layer, (keras.Sequential, keras.layers.InputLayer))
 
 
 def _local_path(variable):

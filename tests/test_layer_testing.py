@@ -83,6 +83,25 @@ class HalfVariables(Affine):
     self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="random_normal")
 
 
+@keras.saving.register_keras_serializable(package="layer_testing_toys")
+class Wrapper(keras.layers.Layer):
+  """A Dense inside, created without this layer's dtype policy."""
+
+  def __init__(self, units, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+    self.inner = keras.layers.Dense(units, name="inner")
+
+  def build(self, input_shape):
+    self.inner.build(input_shape)
+
+  def call(self, x):
+    return self.inner(x)
+
+  def get_config(self):
+    return {**super().get_config(), "units": self.units}
+
+
 def run_affine(layer_cls=Affine, **overrides):
   args = dict(expected_output_shape=(2, 4), expected_num_trainable_weights=2,
               expected_num_non_trainable_weights=0, expected_num_trainable_params=16,
@@ -145,3 +164,14 @@ def test_mixed_precision_checks_variables_and_output_dtypes():
   with pytest.raises(AssertionError, match="outputs have dtypes bfloat16, expected float32"):
     run_affine(expected_mixed_precision_dtype="float32")
   assert keras.config.dtype_policy().name == "float32"  # restored after the check
+
+
+def test_a_policy_that_does_not_reach_the_sublayers_fails():
+  with pytest.raises(AssertionError,
+                     match="has sublayers with other policies: \\['inner: float32'"):
+    run_affine(Wrapper, run_dtype_argument_check=True)
+  # Pinned to float32 under the mixed global policy, the Dense still computes in bfloat16.
+  with pytest.raises(AssertionError, match="computes in float32 under mixed_bfloat16, but not "
+                     "these sublayers: \\['inner: mixed_bfloat16'"):
+    run_layer_test(Wrapper, {"units": 4, "dtype": "float32"}, INPUTS,
+                   expected_mixed_precision_dtype="float32")

@@ -51,6 +51,10 @@ class Case:
   call_kwargs: Optional[Dict[str, Any]] = None
   weights_without_gradient: Sequence[str] = ()
   mixed_precision_dtype: Any = None  # None: the layer's compute dtype (bfloat16)
+  # The layers that hand their dtype policy to their sublayers (I3D is built with a `dtype`
+  # per layer; the Sscs branch pins float32); the others follow the global policy, which is
+  # how training sets it, and leave their sublayers on it when given a `dtype`.
+  dtype_argument: bool = False
 
 
 def floats(rng, *shape):
@@ -92,12 +96,13 @@ MODEL_LAYER_CASES = {
         lambda rng: (floats(rng, B, 4), [floats(rng, B, 3), floats(rng, B, 3)]),
         ((B, 3), [(B, 3), (B, 3)]),
         # kernel 4 x 12 + recurrent 3 x 12 + two biases of 12 = 48 + 36 + 24
-        trainable=(4, 108))],
+        trainable=(4, 108), dtype_argument=True)],
     "TorchBatchNorm": [Case(
         dict(momentum=0.8, epsilon=1e-3),
         lambda rng: floats(rng, 3, 4, 5), (3, 4, 5),
         trainable=(2, 10),  # gamma, beta of 5
-        non_trainable=(2, 10))],  # moving mean and variance of 5
+        non_trainable=(2, 10),  # moving mean and variance of 5
+        dtype_argument=True)],
     "SentenceEncoder": [Case(
         dict(vocab_size=7, embedding_dim=3, embeddings_file="", lstm_units=4, lstm_layers=2,
              hidden_size=5),
@@ -214,23 +219,35 @@ SSCS_CASES = {
         # 15 (2), table 7 x 3 = 21 (1), GRU 3 x 9 + 3 x 9 + 2 x 9 = 72 (3), logits
         # 3 x 7 + 7 = 28 (2).
         trainable=(12, 188),
-        mixed_precision_dtype="float32")],  # the branch computes in float32 under any policy
+        mixed_precision_dtype="float32"),  # the branch computes in float32 under any policy
+        Case(dict(mode="gtc", lambda1=0.1, lambda2=0.1, tau=0.1, dim=4, head="mlp",
+                  reduction="mean", num_clips=4, vocab_size=7, caption_units=3,
+                  caption_embedding_dim=3),
+             branch_inputs,
+             {"gt_clips": (B,), "fell_back": (B,), "contrast": (B,), "caption": (B,)},
+             # psi 5 x 4 + 4 + 4 x 4 + 4 = 44 (4); phi 6 x 4 + 4 + 20 = 48 (4); GT pooling
+             # 4 x 4 + 4 + 4 = 24 (3); decoder 136 (8) as below.
+             trainable=(19, 252), mixed_precision_dtype="float32")],
     "AttentivePooling": [Case(
         dict(units=3),
         lambda rng: (floats(rng, B, 4, 5), mask(4, 2, length=4)), (B, 5),
-        trainable=(3, 21))],  # hidden 5 x 3 + 3 = 18; score 3, no bias
+        trainable=(3, 21), dtype_argument=True)],  # hidden 5 x 3 + 3 = 18; score 3, no bias
     "CaptionDecoder": [Case(
         dict(vocab_size=7, units=3, embedding_dim=3),
         lambda rng: (floats(rng, B, 4),) + words(rng), (B,),
         trainable=(8, 136),  # 15 + 21 + 72 + 28, as in SscsBranch
-        mixed_precision_dtype="float32")],  # the log-likelihood is computed in float32
+        mixed_precision_dtype="float32",  # the log-likelihood is computed in float32
+        dtype_argument=True)],
     "SupportFunction": [
         Case(dict(function="conv", dim=4, num_clips=4, tau=0.1),
              lambda rng: (floats(rng, B, 4, 4), floats(rng, B, 4), mask(4, 2, length=4)),
-             (B, 4), trainable=(2, 52)),  # Conv1D 3 x 4 x 4 + 4
+             (B, 4), trainable=(2, 52), dtype_argument=True),  # Conv1D 3 x 4 x 4 + 4
         Case(dict(function="fc", dim=4, num_clips=4, tau=0.1),
              lambda rng: (floats(rng, B, 4, 4), floats(rng, B, 4), mask(4, 2, length=4)),
-             (B, 4), trainable=(2, 68))],  # Dense 16 x 4 + 4
+             (B, 4), trainable=(2, 68), dtype_argument=True),  # Dense 16 x 4 + 4
+    ] + [Case(dict(function=function, dim=4, num_clips=4, tau=0.1),
+              lambda rng: (floats(rng, B, 4, 4), floats(rng, B, 4), mask(4, 2, length=4)),
+              (B, 4), trainable=(0, 0)) for function in ("ca", "sa", "mp", "ap")],
 }
 
 I3D_CASES = {
@@ -238,18 +255,20 @@ I3D_CASES = {
         dict(filters=2, kernel_size=(3, 3, 3), strides=(1, 2, 2)),
         lambda rng: floats(rng, 1, 2, 4, 4, 3), (1, 2, 2, 2, 2),
         trainable=(2, 164),  # kernel 27 x 3 x 2 = 162, beta 2 (no scale)
-        non_trainable=(2, 4))],  # moving mean and variance of 2
+        non_trainable=(2, 4),  # moving mean and variance of 2
+        dtype_argument=True)],
     "InceptionBlock": [Case(
         dict(widths=(1, 2, 3, 1, 2, 1)),
         lambda rng: floats(rng, 1, 2, 3, 3, 4), (1, 2, 3, 3, 1 + 3 + 2 + 1),
         # kernels 4 x 1 + 4 x 2 + 27 x 2 x 3 + 4 x 1 + 27 x 1 x 2 + 4 x 1 = 236, betas
         # 1 + 2 + 3 + 1 + 2 + 1 = 10; six units of (kernel, beta) and (mean, variance).
-        trainable=(12, 246), non_trainable=(12, 20))],
+        trainable=(12, 246), non_trainable=(12, 20), dtype_argument=True)],
     # dtype float32 as build_i3d gives it: the feature and logits stay float32.
     "ClipHead": [Case(
         dict(num_classes=3, dtype="float32"),
         lambda rng: floats(rng, 1, 2, 7, 7, 4), ((1, 4), (1, 3)),
         trainable=(2, 15),  # classifier 4 x 3 + 3
+        # Its sublayers follow the pinned float32 (checked under the mixed global policy).
         mixed_precision_dtype="float32")],
 }
 
@@ -276,4 +295,5 @@ def test_registered_layer(name):
         expected_num_non_trainable_weights=case.non_trainable[0],
         expected_num_non_trainable_params=case.non_trainable[1],
         weights_without_gradient=case.weights_without_gradient,
-        expected_mixed_precision_dtype=case.mixed_precision_dtype)
+        expected_mixed_precision_dtype=case.mixed_precision_dtype,
+        run_dtype_argument_check=case.dtype_argument)
