@@ -21,8 +21,10 @@ class AttentivePooling(keras.layers.Layer):
   def __init__(self, units=256, **kwargs):
     super().__init__(**kwargs)
     self.units = units
-    self.hidden = keras.layers.Dense(units, activation="tanh", name="hidden")
-    self.score = keras.layers.Dense(1, use_bias=False, name="score")
+    # The sublayers take this layer's policy: the branch pins float32 under mixed precision.
+    self.hidden = keras.layers.Dense(units, activation="tanh", name="hidden",
+                                     dtype=self.dtype_policy)
+    self.score = keras.layers.Dense(1, use_bias=False, name="score", dtype=self.dtype_policy)
 
   def build(self, clips_shape, members_shape=None):
     self.hidden.build(clips_shape)
@@ -57,10 +59,12 @@ class CaptionDecoder(keras.layers.Layer):
     self.vocab_size = vocab_size
     self.units = units
     self.embedding_dim = embedding_dim
-    self.initial_state = keras.layers.Dense(units, name="initial_state")
-    self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
-    self.gru = keras.layers.GRU(units, return_sequences=True, name="gru")
-    self.logits = keras.layers.Dense(vocab_size, name="logits")
+    policy = self.dtype_policy  # the branch pins float32 under mixed precision
+    self.initial_state = keras.layers.Dense(units, name="initial_state", dtype=policy)
+    self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding",
+                                            dtype=policy)
+    self.gru = keras.layers.GRU(units, return_sequences=True, name="gru", dtype=policy)
+    self.logits = keras.layers.Dense(vocab_size, name="logits", dtype=policy)
 
   def build(self, w_shape, word_ids_shape=None, num_words_shape=None):
     batch = w_shape[0]

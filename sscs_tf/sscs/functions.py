@@ -33,10 +33,12 @@ class SupportFunction(keras.layers.Layer):
     self.num_clips = num_clips
     self.tau = tau
     self.projection = None
+    # The projection takes this layer's policy: the branch pins float32 under mixed precision.
     if function == "fc":
-      self.projection = keras.layers.Dense(dim, name="fc")
+      self.projection = keras.layers.Dense(dim, name="fc", dtype=self.dtype_policy)
     elif function == "conv":
-      self.projection = keras.layers.Conv1D(dim, 3, padding="same", name="conv")
+      self.projection = keras.layers.Conv1D(dim, 3, padding="same", name="conv",
+                                            dtype=self.dtype_policy)
 
   def build(self, clips_shape, sentence_shape=None, members_shape=None):
     if self.function == "fc":

@@ -1,5 +1,6 @@
-"""LGI model: shapes, masking, numpy re-implementations of its parts, serialization,
-training with the three LGI losses and configs (parameter counts: test_lgi_import.py)."""
+"""LGI model: shapes, masking, numpy re-implementations of its parts, training with the three
+LGI losses and configs (parameter counts: test_lgi_import.py; config round trip, save/reload
+and weight counts at tiny widths: test_layers.py)."""
 
 import keras
 import numpy as np
@@ -247,21 +248,6 @@ def test_video_encoder_adds_masked_positions():
   expected = (np.maximum(dense_np(encoder.projection, inputs["features"]), 0)
               + np.maximum(np.asarray(encoder.positions), 0)[None]) * mask
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_config_round_trip_and_keras_save(tmp_path):
-  model = tiny_lgi(output_activation="sigmoid")
-  clone = lgi.LGI.from_config(model.get_config())
-  assert clone.get_config() == model.get_config()
-  clone.set_weights(model.get_weights())
-  inputs = make_inputs()
-  expected = model(inputs)
-  path = str(tmp_path / "lgi.keras")
-  model.save(path)
-  reloaded = keras.models.load_model(path)
-  for other in (clone, reloaded):
-    for key in OUTPUT_KEYS:
-      np.testing.assert_array_equal(expected[key], other(inputs)[key], err_msg=key)
 
 
 def lgi_losses(outputs, batch, dqa_lambda=0.3):

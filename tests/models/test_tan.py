@@ -1,4 +1,7 @@
-"""2D-TAN model: map geometry, shapes, exact map values, serialization and training."""
+"""2D-TAN model: map geometry, shapes, exact map values, saving the frozen table, training.
+
+The config round trip, weight counts, trainability of the learned table and the mixed
+precision dtypes are checked with every registered layer in test_layers.py."""
 
 import keras
 import numpy as np
@@ -173,15 +176,6 @@ def test_sentence_ignores_words_past_num_words():
                                 model(changed)["sentence_feature"])
 
 
-def test_config_round_trip():
-  model = tiny_tan(map_type="pool")
-  clone = tan.TAN.from_config(model.get_config())
-  assert clone.get_config() == model.get_config()
-  clone.set_weights(model.get_weights())
-  inputs = make_inputs(2, 6, 11)
-  np.testing.assert_array_equal(model(inputs)["scores"], clone(inputs)["scores"])
-
-
 @pytest.fixture
 def embeddings_file(tmp_path):
   path = str(tmp_path / "embeddings.npy")
@@ -233,24 +227,6 @@ def test_training_step_updates_weights_and_keeps_embedding_frozen(map_type, embe
     assert grad is not None and np.all(np.isfinite(grad)) and np.any(grad != 0), variable.path
     assert not np.array_equal(old, np.asarray(variable)), variable.path
   np.testing.assert_array_equal(table, table_before)
-
-
-def test_learned_embedding_is_trainable():
-  model = tiny_tan()
-  table = model.sentence_encoder.embedding.embeddings
-  assert table.path in {v.path for v in model.trainable_variables}
-
-
-def test_mixed_bfloat16_keeps_scores_float32():
-  keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  try:
-    model = tiny_tan()
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
-  outputs = model(make_inputs(2, 6, 11))
-  assert outputs["scores"].dtype == tf.float32
-  assert outputs["clip_features"].dtype == tf.bfloat16
-  assert np.all(np.isfinite(outputs["scores"]))
 
 
 def test_bad_arguments_name_the_field():
