@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from sscs_tf.sscs.support import masked_max, masked_mean, masked_softmax
+from sscs_tf.models.layers import attentive_pool, masked_softmax
+from sscs_tf.sscs.support import masked_max, masked_mean
 
 FUNCTIONS = ("ca", "sa", "fc", "conv", "mp", "ap")
 
@@ -49,12 +50,12 @@ class SupportFunction(keras.layers.Layer):
     if self.function == "ca":
       # Eq. 4: a_t = softmax over S_i of <x_t, Y_i> / tau; Eq. 5: w = sum_t a_t x_t.
       logits = ops.einsum("btd,bd->bt", clips, sentence) / self.tau
-      return ops.einsum("bt,btd->bd", masked_softmax(logits, members), clips)
+      return attentive_pool(masked_softmax(logits, members, zero_if_empty=True), clips)
     if self.function == "sa":
       # Eq. 8: Q = S^T S / tau over members, z_t = sum_t' Q[t, t'], a = softmax(z).
       similarity = ops.einsum("btd,bsd->bts", clips, clips) / self.tau
       z = ops.einsum("bts,bs->bt", similarity, members)
-      return ops.einsum("bt,btd->bd", masked_softmax(z, members), clips)
+      return attentive_pool(masked_softmax(z, members, zero_if_empty=True), clips)
     zeroed = clips * members[..., None]
     if self.function == "fc":
       flat = ops.reshape(zeroed, (ops.shape(clips)[0], self.num_clips * ops.shape(clips)[2]))
