@@ -103,6 +103,8 @@ def test_stale_temporary_saves_are_removed(demo_records, tmp_path):
      "must be a positive number, got -0.0001"),
     ("case_config_lr_nan", "optim.learning_rate", float("nan"), "got nan"),
     ("case_config_clip_negative", "optim.clip_norm", -1.0, "clip_norm must be >= 0"),
+    ("case_config_sscs_mode_unknown", "sscs.mode", "sc", r"config.sscs.mode must be one of "
+     r"\('off', 'gtc', 'ss'\), got 'sc'"),
 ])
 def test_unusable_config_values_are_named(demo_records, case, field, value, message):
   assert_config_refused(demo_records, field, value, message)

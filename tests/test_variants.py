@@ -7,6 +7,7 @@ import tensorflow as tf
 from configs import training
 from sscs_tf.train import objective, train_lib
 from sscs_tf.data import pipeline
+from sscs_tf.sscs import branch, functions, support
 from sscs_tf.train.train_state import TrainState, prepare_config
 from tests.testing_train import tiny_config
 
@@ -16,6 +17,13 @@ def test_variant_table_covers_the_paper():
   table2 = {f"ss_{s}_{f}" for s in training.SUPPORTS for f in training.FUNCTIONS}
   assert set(training.SSCS_VARIANTS) == table1 | table2 | {"off"}
   assert len(table2) == 18
+
+
+def test_variants_use_what_the_branch_accepts():
+  # configs/ names the modes, support sets and functions without importing the package.
+  assert {variant[0] for variant in training.SSCS_VARIANTS.values()} == set(branch.MODES)
+  assert training.SUPPORTS == support.SUPPORT_SETS
+  assert training.FUNCTIONS == functions.FUNCTIONS
 
 
 @pytest.mark.slow

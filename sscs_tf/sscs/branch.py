@@ -18,6 +18,7 @@ from sscs_tf.sscs.caption import AttentivePooling, CaptionDecoder
 from sscs_tf.sscs.functions import SupportFunction
 from sscs_tf.sscs.support import gt_clip_mask, support_mask
 
+# config.sscs.mode: "off" builds no branch; the others are SscsBranch modes.
 MODES = ("off", "gtc", "ss")
 REDUCTIONS = ("sum", "mean")
 
@@ -117,9 +118,9 @@ class SscsBranch(keras.layers.Layer):
                vocab_size=0, caption_units=256, caption_embedding_dim=256, **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
-    if mode not in ("gtc", "ss"):
-      raise ValueError(f"SscsBranch mode must be 'gtc' or 'ss', got {mode!r} (mode 'off' "
-                       "builds no branch).")
+    if mode == "off" or mode not in MODES:
+      raise ValueError(f"SscsBranch mode must be one of {MODES[1:]}, got {mode!r} (mode "
+                       "'off' builds no branch).")
     if reduction not in REDUCTIONS:
       raise ValueError(f"Unknown reduction {reduction!r}; expected one of {REDUCTIONS}.")
     if lambda2 > 0 and vocab_size <= 0:

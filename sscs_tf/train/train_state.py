@@ -24,7 +24,7 @@ from sscs_tf.train import distribute
 from sscs_tf.core.faults import fault_point
 from sscs_tf.data import pipeline
 from sscs_tf.train.schedules import ReduceLROnPlateau
-from sscs_tf.sscs.branch import SscsBranch
+from sscs_tf.sscs.branch import MODES, SscsBranch
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # What tf.train.Checkpoint writes before it renames a save into place; a kill leaves it.
@@ -131,6 +131,8 @@ def _check_values(config) -> None:
   for field in ("num_epochs", "num_train_steps"):
     if field in config.train and config.train[field] < 0:
       raise ValueError(f"config.train.{field} must be >= 0, got {config.train[field]}.")
+  if config.sscs.mode not in MODES:
+    raise ValueError(f"config.sscs.mode must be one of {MODES}, got {config.sscs.mode!r}.")
 
 
 def dummy_batch(config, batch_size: int = 1):
