@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from keras import ops
 
 from sscs_tf import models
 from sscs_tf.core import fileio
@@ -125,6 +126,10 @@ def _check_values(config) -> None:
   rate = config.optim.learning_rate
   if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
     raise ValueError(f"config.optim.learning_rate must be a positive number, got {rate!r}.")
+  decay = config.optim.weight_decay
+  if not (isinstance(decay, (int, float)) and math.isfinite(decay) and decay >= 0):
+    raise ValueError(f"config.optim.weight_decay must be a finite number >= 0 (0: none), got "
+                     f"{decay!r}.")
   if config.optim.get("clip_norm") is not None and config.optim.clip_norm < 0:
     raise ValueError(f"config.optim.clip_norm must be >= 0 (0: no clipping), got "
                      f"{config.optim.clip_norm}.")
@@ -306,9 +311,33 @@ class TrainState:
       self._drop_scratch()
 
 
+class AdamWithL2(keras.optimizers.Adam):
+  """Adam with PyTorch's `weight_decay`: each gradient gets `l2 * variable` before the
+  moments, as torch.optim.Adam computes it (2D-TAN's train.py builds its Adam so). Keras'
+  own `weight_decay` is the decoupled AdamW decay, another update.
+
+  The term joins inside the update step: after the loss scale is divided out, after the
+  replicas' gradients are summed and after the loop's clipping (`train_lib._clip_and_apply`),
+  as the reference adds it inside `optimizer.step()`, after `clip_grad_norm_`.
+  """
+
+  def __init__(self, l2: float, **kwargs):
+    super().__init__(**kwargs)
+    self.l2 = l2
+
+  def update_step(self, gradient, variable, learning_rate):
+    gradient = ops.cast(gradient, variable.dtype) + ops.cast(self.l2, variable.dtype) * variable
+    super().update_step(gradient, variable, learning_rate)
+
+  def get_config(self):
+    return {**super().get_config(), "l2": self.l2}
+
+
 def _make_optimizer(optim, loss_scaled: bool):
   if optim.name != "adam":
     raise ValueError(f"Unknown optimizer {optim.name!r}; 'adam' is what the baselines use.")
-  optimizer = keras.optimizers.Adam(learning_rate=optim.learning_rate, beta_1=optim.beta_1,
-                                    beta_2=optim.beta_2, epsilon=optim.epsilon)
+  kwargs = dict(learning_rate=optim.learning_rate, beta_1=optim.beta_1, beta_2=optim.beta_2,
+                epsilon=optim.epsilon)
+  optimizer = (AdamWithL2(optim.weight_decay, **kwargs) if optim.weight_decay
+               else keras.optimizers.Adam(**kwargs))
   return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaled else optimizer
