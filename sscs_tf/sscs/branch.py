@@ -50,17 +50,17 @@ def gather_global_batch(*values):
   return tuple(gathered), offset
 
 
-def gtc_contrast(clips, sentence, gt_mask, all_clips, all_clip_mask, offset, tau):
+def gtc_contrast(sentence, gt_mask, all_clips, all_clip_mask, offset, tau):
   """Eq. 2 per sentence: positives are its GT clips, negatives every other valid clip of
   its own video and of every other video in the global batch.
 
   Args:
-    clips [B, T, D], sentence [B, D], gt_mask [B, T]: this replica's examples.
+    sentence [B, D], gt_mask [B, T]: this replica's examples, whose own clips are read from
+      the global batch.
     all_clips [G, T, D], all_clip_mask [G, T]: the global batch; example i is at offset + i.
   Returns:
     `[B]` -log(sum_P e^{x.y/tau} / sum_{P+N} e^{x.y/tau}).
   """
-  del clips  # the sentence's own clips are read from the global batch
   logits = ops.einsum("gtd,bd->bgt", all_clips, sentence) / tau
   own = ops.one_hot(offset + ops.arange(ops.shape(sentence)[0]), ops.shape(all_clips)[0])
   positives = own[:, :, None] * gt_mask[:, None, :]
@@ -185,8 +185,8 @@ class SscsBranch(keras.layers.Layer):
       w = self.pooling(clips, gt_mask) if self.pooling is not None else None
       if self.lambda1 > 0:
         (all_clips, all_mask), offset = gather_global_batch(clips, clip_mask)
-        outputs["contrast"] = gtc_contrast(clips, sentence, gt_mask, all_clips, all_mask,
-                                           offset, self.tau)
+        outputs["contrast"] = gtc_contrast(sentence, gt_mask, all_clips, all_mask, offset,
+                                           self.tau)
     if "contrast" in outputs:
       # A sample with no valid clip has nothing to contrast (no positive, no support):
       # it adds nothing, where the masked log-sum-exp would give it 1e9 (GTC) or log G.
