@@ -198,6 +198,7 @@ def _video_fn(config, meta, resample: bool):
       order = tf.argsort(tf.random.stateless_uniform(
           tf.shape(queries["start"]), seed=tf.stack([random_bits, 0])))
       queries = {k: tf.gather(v, order) for k, v in queries.items()}
+    # "num_clips" here is T, the video's feature rows (as in the record), not a model's N.
     shared = {"video_id": video["video_id"], "duration": _checked_times(video),
               "num_clips": tf.shape(features)[0]}
     if config.sampling == "average":

@@ -101,7 +101,8 @@ class SscsBranch(keras.layers.Layer):
     function: "ca" | "sa" | "fc" | "conv" | "mp" | "ap" (Sec. 3.4).
     reduction: "sum" (Eq. 2 and 6 sum over the batch, as written) or "mean"; the caption
       loss is always a mean (Eq. 3 and 7).
-    num_clips: T of the baseline's clip features (2D-TAN: N; LGI: 128); "fc" needs it.
+    num_clips: T, the clip count of `clip_features [B, T, H]` (2D-TAN: its map size N;
+      LGI: num_segments), not the video's feature rows; the "fc" function needs it.
     vocab_size: training vocabulary size, for the caption decoder.
     caption_units, caption_embedding_dim: the decoder's GRU and word-embedding sizes.
 
@@ -147,15 +148,15 @@ class SscsBranch(keras.layers.Layer):
 
   def build(self, input_shape):
     clips_shape = tuple(input_shape["clip_features"])
-    batch, num_clips = clips_shape[0], clips_shape[1]
+    batch, clip_count = clips_shape[0], clips_shape[1]
     self.psi.build(clips_shape)
     if self.phi is not None:
       self.phi.build(tuple(input_shape["sentence_feature"]))
-    shared = (batch, num_clips, self.dim)
+    shared = (batch, clip_count, self.dim)
     if self.support_function is not None:
-      self.support_function.build(shared, (batch, self.dim), (batch, num_clips))
+      self.support_function.build(shared, (batch, self.dim), (batch, clip_count))
     if self.pooling is not None:
-      self.pooling.build(shared, (batch, num_clips))
+      self.pooling.build(shared, (batch, clip_count))
     if self.decoder is not None:
       self.decoder.build((batch, self.dim))
 

@@ -18,7 +18,8 @@ class SupportFunction(keras.layers.Layer):
       the flattened set, "conv" Conv1D(dim, 3) then masked mean, "mp" / "ap" masked max /
       mean pooling.
     dim: D, the shared embedding size.
-    num_clips: T, needed by "fc" (its Dense reads all T*D values).
+    num_clips: T, the clip count of `clips [B, T, D]`, needed by "fc" (its Dense reads all
+      T*D values).
     tau: temperature of the attention softmaxes.
 
   Call: `(clips [B, T, D] unit vectors, sentence [B, D] unit vector, members [B, T])`

@@ -20,14 +20,14 @@ def gt_clip_mask(start, end, duration, clip_mask):
   """
   clip_mask = ops.cast(clip_mask, "float32")
   start, end, duration = (ops.cast(x, "float32")[:, None] for x in (start, end, duration))
-  num_clips = ops.sum(clip_mask, axis=1, keepdims=True)
-  clip_length = duration / ops.maximum(num_clips, 1.0)
+  num_valid = ops.sum(clip_mask, axis=1, keepdims=True)  # n
+  clip_length = duration / ops.maximum(num_valid, 1.0)
   index = ops.cast(ops.arange(ops.shape(clip_mask)[1]), "float32")[None, :]
   clip_start, clip_end = index * clip_length, (index + 1.0) * clip_length
   overlap = ops.maximum(ops.minimum(clip_end, end) - ops.maximum(clip_start, start), 0.0)
   half_inside = ops.cast(overlap >= 0.5 * clip_length, "float32")
   middle = ops.floor((start + end) * 0.5 / clip_length)
-  middle = ops.clip(middle, 0.0, ops.maximum(num_clips - 1.0, 0.0))
+  middle = ops.clip(middle, 0.0, ops.maximum(num_valid - 1.0, 0.0))
   holds_middle = ops.cast(ops.equal(index, middle), "float32")
   return ops.maximum(half_inside, holds_middle) * clip_mask
 
