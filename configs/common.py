@@ -109,7 +109,7 @@ def tan_config(*, dataset: str, variant: str, feature_dim: int, num_clips: int,
       beta_1=0.9,
       beta_2=0.999,
       epsilon=1e-8,  # PyTorch Adam's default (Keras' is 1e-7).
-      weight_decay=0.0,
+      weight_decay=0.0,  # PyTorch Adam's weight_decay: L2 coupled into the gradient.
       clip_norm=10.0,  # Published: gradient-norm clip 10.
       plateau_factor=0.8,  # Published: ReduceLROnPlateau(factor 0.8, patience 20) ...
       plateau_patience=20,
@@ -178,7 +178,7 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
       beta_1=0.9,
       beta_2=0.999,
       epsilon=1e-8,  # PyTorch Adam's default (Keras' is 1e-7).
-      weight_decay=0.0,
+      weight_decay=0.0,  # PyTorch Adam's weight_decay: L2 coupled into the gradient.
       clip_norm=0.0,
       # LGI has no schedule; these apply only under paper_optim, where a validation split
       # exists (the paper gives no factor: halving, as our decision, docs/sscs.md).

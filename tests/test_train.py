@@ -11,7 +11,7 @@ from sscs_tf.run import run_dir
 from sscs_tf.train import objective, train_lib
 from sscs_tf.data import meta as data_meta
 from sscs_tf.train.schedules import ReduceLROnPlateau
-from sscs_tf.run.config import prepare_config
+from sscs_tf.train.run_config import prepare_config
 from sscs_tf.train.train_state import TrainState
 from sscs_tf.models import contract
 from tests.testing_train import assert_config_refused, tiny_config, tiny_lgi_config

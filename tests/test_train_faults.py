@@ -15,7 +15,7 @@ from sscs_tf.run import run_dir
 from sscs_tf.train import train_lib
 from sscs_tf.data import example, pipeline
 from sscs_tf.data import meta as data_meta
-from sscs_tf.run.config import prepare_config
+from sscs_tf.train.run_config import prepare_config
 from sscs_tf.train.train_state import TrainState
 from sscs_tf.models import contract
 from tests.data_prep import fixtures
@@ -106,6 +106,11 @@ def test_stale_temporary_saves_are_removed(demo_records, tmp_path):
      "must be a positive number, got -0.0001"),
     ("case_config_lr_nan", "optim.learning_rate", float("nan"), "got nan"),
     ("case_config_clip_negative", "optim.clip_norm", -1.0, "clip_norm must be >= 0"),
+    ("case_config_weight_decay_negative", "optim.weight_decay", -1e-4,
+     r"config.optim.weight_decay must be a finite number >= 0 \(0: none\), got -0.0001"),
+    ("case_config_weight_decay_inf", "optim.weight_decay", float("inf"), "weight_decay .* got inf"),
+    ("case_config_sscs_mode_unknown", "sscs.mode", "sc", r"config.sscs.mode must be one of "
+     r"\('off', 'gtc', 'ss'\), got 'sc'"),
 ])
 def test_unusable_config_values_are_named(demo_records, case, field, value, message):
   assert_config_refused(demo_records, field, value, message)

@@ -6,9 +6,10 @@ import tensorflow as tf
 
 from configs import training
 from sscs_tf.train import objective, train_lib
-from sscs_tf.run.config import prepare_config
-from sscs_tf.train.train_state import TrainState
 from sscs_tf.models import contract
+from sscs_tf.sscs import branch, functions, support
+from sscs_tf.train.run_config import prepare_config
+from sscs_tf.train.train_state import TrainState
 from tests.testing_train import tiny_config
 
 
@@ -17,6 +18,13 @@ def test_variant_table_covers_the_paper():
   table2 = {f"ss_{s}_{f}" for s in training.SUPPORTS for f in training.FUNCTIONS}
   assert set(training.SSCS_VARIANTS) == table1 | table2 | {"off"}
   assert len(table2) == 18
+
+
+def test_variants_use_what_the_branch_accepts():
+  # configs/ names the modes, support sets and functions without importing the package.
+  assert {variant[0] for variant in training.SSCS_VARIANTS.values()} == set(branch.MODES)
+  assert training.SUPPORTS == support.SUPPORT_SETS
+  assert training.FUNCTIONS == functions.FUNCTIONS
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 import pytest
 
 from configs import lgi_demo, tan_demo
-from sscs_tf.run.config import prepare_config
+from sscs_tf.train.run_config import prepare_config
 
 
 def _shrink(config, data_dir: str, train: dict):

@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from sscs_tf import cli, models
 from sscs_tf.run import run_dir
 from sscs_tf.models import tan_import
-from sscs_tf.run.config import prepare_config
+from sscs_tf.train.run_config import prepare_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The 2D-TAN config the checkpoint "
                                           "was trained with.", lock_config=True)

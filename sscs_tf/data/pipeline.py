@@ -125,7 +125,7 @@ def _video_fn(config, meta, resample: bool):
           tf.shape(queries["start"]), seed=tf.stack([random_bits, 0])))
       queries = {k: tf.gather(v, order) for k, v in queries.items()}
     shared = {"video_id": video["video_id"], "duration": _checked_times(video),
-              "num_clips": tf.shape(features)[0]}
+              "num_rows": tf.shape(features)[0]}
     if config.sampling == "average":
       features = preprocess.average_to_fixed_length(features, config.num_segments)
       shared["feature_mask"] = tf.ones([config.num_segments], tf.float32)
@@ -150,7 +150,7 @@ def _pick_fn(num_segments):
   def fn(random_bits, element):
     queries, shared = element
     # A whole number of rows, uniform over the reference's choices.
-    offset = preprocess.draw_pick_offset(random_bits, shared["num_clips"], num_segments)
+    offset = preprocess.draw_pick_offset(random_bits, shared["num_rows"], num_segments)
     shared = dict(shared)
     shared["features"], shared["feature_mask"] = preprocess.pick_segments(
         shared["features"], num_segments, offset)
@@ -165,7 +165,7 @@ def _batch_fn(config, targets):
   def fn(queries, shared):
     batch = {**queries, **shared}
     batch["word_ids"] = queries["word_ids"].values.to_tensor(default_value=0)  # [B, L]
-    del batch["num_clips"]  # the rows before resampling, used by the LGI offsets only
+    del batch["num_rows"]  # the video's rows before resampling, for the LGI offsets only
     if targets is not None:
       batch.update(targets(batch, config))
     return batch

@@ -23,13 +23,13 @@ def l2_normalize_rows(features):
   return features / tf.maximum(norm, _NORM_EPS)
 
 
-def _resample_bounds(num_clips, num_segments):
-  """2D-TAN's step boundaries `idx [num_segments + 1]` (int32) for T = `num_clips` rows."""
+def _resample_bounds(num_rows, num_segments):
+  """2D-TAN's step boundaries `idx [num_segments + 1]` (int32) for T = `num_rows` rows."""
   # Float32 like the reference's torch.arange(...).float(); tf.round is round-half-to-even
   # like torch.round, and the rounding of these products decides which rows a step averages.
   steps = tf.range(num_segments + 1, dtype=tf.float32)
-  idx = tf.round(steps / float(num_segments) * tf.cast(num_clips, tf.float32))
-  return tf.minimum(tf.cast(idx, tf.int32), num_clips - 1)
+  idx = tf.round(steps / float(num_segments) * tf.cast(num_rows, tf.float32))
+  return tf.minimum(tf.cast(idx, tf.int32), num_rows - 1)
 
 
 def average_to_fixed_length(features, num_segments: int = 256):
@@ -43,8 +43,8 @@ def average_to_fixed_length(features, num_segments: int = 256):
   several times more on CPU.)
   """
   features = tf.convert_to_tensor(features, tf.float32)
-  num_clips = tf.shape(features)[0]
-  idx = _resample_bounds(num_clips, num_segments)
+  num_rows = tf.shape(features)[0]
+  idx = _resample_bounds(num_rows, num_segments)
   starts = idx[:-1]
 
   def average():
@@ -53,7 +53,7 @@ def average_to_fixed_length(features, num_segments: int = 256):
 
   # With T <= num_segments consecutive idx differ by at most 1: every step is one row, and a
   # gather is the whole answer (the common case: Charades videos have ~75 rows).
-  out = tf.cond(num_clips <= num_segments, lambda: tf.gather(features, starts), average)
+  out = tf.cond(num_rows <= num_segments, lambda: tf.gather(features, starts), average)
   return tf.ensure_shape(out, [num_segments, features.shape[-1]])
 
 
@@ -84,28 +84,28 @@ def iou_map(duration, start, end, map_size: int):
   return tf.cast(tf.math.divide_no_nan(inter, union), tf.float32)
 
 
-def _pick_stride(num_clips, num_segments):
+def _pick_stride(num_rows, num_segments):
   """T / S for T > S, else 1 (every row kept), float64 as numpy's arange."""
-  clips = tf.cast(num_clips, tf.float64)
-  return tf.where(clips > num_segments, clips / num_segments, tf.constant(1.0, tf.float64))
+  rows = tf.cast(num_rows, tf.float64)
+  return tf.where(rows > num_segments, rows / num_segments, tf.constant(1.0, tf.float64))
 
 
-def num_pick_offsets(num_clips, num_segments: int = 128):
-  """How many training offsets s0 LGI can draw for a video of T = `num_clips` rows (int32).
+def num_pick_offsets(num_rows, num_segments: int = 128):
+  """How many training offsets s0 LGI can draw for a video of T = `num_rows` rows (int32).
 
   The reference draws `s0 = np.random.random_integers(0, r)` with r = stride - 0.5, minus 1
   when r is a whole number: s0 is uniform over the whole numbers below stride - 0.5, i.e.
   0..floor(r). One offset (0) for T <= 192 at S = 128; the picked rows then always number S.
   """
-  last = _pick_stride(num_clips, num_segments) - 0.5
+  last = _pick_stride(num_rows, num_segments) - 0.5
   last = tf.where(tf.equal(last, tf.floor(last)), last - 1.0, last)
   return tf.cast(tf.floor(last), tf.int32) + 1
 
 
-def draw_pick_offset(random_bits, num_clips, num_segments: int = 128):
+def draw_pick_offset(random_bits, num_rows, num_segments: int = 128):
   """A training offset s0, uniform over LGI's `num_pick_offsets` choices, from int64 bits
   (the pipeline's per-query random numbers; the modulo bias is below 2^-50)."""
-  count = tf.cast(num_pick_offsets(num_clips, num_segments), tf.int64)
+  count = tf.cast(num_pick_offsets(num_rows, num_segments), tf.int64)
   return tf.cast(tf.math.floormod(tf.cast(random_bits, tf.int64), count), tf.int32)
 
 
@@ -121,15 +121,14 @@ def pick_segments(features, num_segments: int = 128, offset=0):
   (float32).
   """
   features = tf.convert_to_tensor(features, tf.float32)
-  num_clips = tf.shape(features)[0]
-  clips = tf.cast(num_clips, tf.float64)
-  stride = _pick_stride(num_clips, num_segments)
+  num_rows = tf.cast(tf.shape(features)[0], tf.float64)
+  stride = _pick_stride(num_rows, num_segments)
   # With stride 1 and s0 0, the same formula keeps rows 0..T-1 for short videos.
-  first = tf.where(clips > num_segments, tf.cast(offset, tf.float64),
+  first = tf.where(num_rows > num_segments, tf.cast(offset, tf.float64),
                    tf.constant(0.0, tf.float64))
   # Float64 as numpy's arange: in float32, positions near .5 could round the other way.
   positions = first + tf.range(num_segments, dtype=tf.float64) * stride
-  valid = positions < clips - 0.5
+  valid = positions < num_rows - 0.5
   # Positions increase, so the valid ones are a prefix: gather it and zero-pad.
   num_valid = tf.reduce_sum(tf.cast(valid, tf.int32))
   rows = tf.cast(tf.round(positions[:num_valid]), tf.int32)

@@ -26,7 +26,7 @@ def build_model(model_config):
   baseline = get(kwargs.pop("name", None))
   if kwargs.get("vocab_size", 1) < 1:
     raise ValueError(f"model.vocab_size is {kwargs['vocab_size']}: training fills it from "
-                     "the data's vocab.txt (run.config.prepare_config); set it to build the "
+                     "the data's vocab.txt (train.run_config.prepare_config); set it to build the "
                      "model on its own.")
   return baseline.model(**kwargs)
 

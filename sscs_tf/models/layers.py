@@ -1,5 +1,6 @@
-"""Building blocks shared by the grounding models: PyTorch-style initialisers, an LSTM cell
-with PyTorch's two biases, and PyTorch's batch norm."""
+"""Building blocks shared by the grounding models and the Sscs branch: PyTorch-style
+initialisers, an LSTM cell with PyTorch's two biases, PyTorch's batch norm, the masked softmax
+and attentive pooling."""
 
 import keras
 import numpy as np
@@ -91,3 +92,95 @@ class TorchBatchNorm(keras.layers.BatchNormalization):
     out = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=self.beta,
                                   scale=self.gamma, epsilon=self.epsilon)
     return ops.cast(out, self.compute_dtype)
+
+
+# The reference LGI's masked_fill value: masked logits get exactly zero weight in float32.
+NEG_INF = -1e9
+
+
+def masked_softmax(logits, mask=None, axis=-1, zero_if_empty=False):
+  """Softmax over `axis` of the logits where `mask` is non-zero (everywhere if None), float32.
+
+  Non-members get exactly 0 in a row with a member. A row without members gets 1/M everywhere
+  (PyTorch's masked_fill(-1e9) + softmax, which LGI's parity needs), or 0 everywhere with
+  `zero_if_empty` (an empty Sscs support set pools to nothing). Float32 whatever the logits'
+  dtype: in float16, -1e9 is -inf and an empty row would give NaN. Written out because
+  keras.ops.softmax warns on an axis of size 1, which the phrase pooling has with one phrase
+  (weight 1, as in the reference).
+  """
+  logits = ops.cast(logits, "float32")
+  members = None if mask is None else ops.cast(mask, "float32") > 0
+  if members is not None:
+    logits = ops.where(members, logits, NEG_INF)
+  # The shift has no gradient (softmax is shift-invariant): stopping it saves the max's.
+  exp = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=axis, keepdims=True)))
+  if members is None or not zero_if_empty:
+    return exp / ops.sum(exp, axis=axis, keepdims=True)
+  # A row with a member sums to >= 1 (its largest term is exp(0)); an empty one to 0.
+  exp = exp * ops.cast(members, "float32")
+  return exp / ops.maximum(ops.sum(exp, axis=axis, keepdims=True), 1e-30)
+
+
+def attentive_pool(weights, items):
+  """sum_m weights[b, m] items[b, m]: weights `[B, M]`, items `[B, M, H]` -> `[B, H]`."""
+  return ops.einsum("bm,bmh->bh", ops.cast(weights, items.dtype), items)
+
+
+@keras.saving.register_keras_serializable(package="sscs_tf")
+class AttentionWeights(keras.layers.Layer):
+  """Attentive pooling's weights: a masked softmax over the items of w^T tanh(W x + b).
+
+  LGI uses it bare for its phrase pooling and temporal attention (Eq. 11, 13 of LGI: no bias,
+  PyTorch's initialisers, an empty row uniform as in the reference); the Sscs caption
+  objective's Phi' (`sscs.caption.AttentivePooling`) with a bias, Keras' initialisers and
+  zero weights for an empty support set. `attentive_pool` sums the items with the weights.
+
+  Args:
+    hidden_size: H of the items, the fan-in of PyTorch's initialiser; None: H is read from
+      the input shape at build (Keras' initialisers only).
+    attention_size: A, the width of W.
+    use_bias: whether W has a bias b.
+    torch_init: PyTorch's default initialisers (`torch_uniform`) rather than Keras' (Glorot
+      uniform, zero bias).
+    zero_if_empty: what a row without members gets (see `masked_softmax`).
+  Call: items `[B, M, H]`, mask `[B, M]` or None -> weights `[B, M]` float32.
+  """
+
+  def __init__(self, hidden_size=None, attention_size: int = 256, use_bias: bool = False,
+               torch_init: bool = True, zero_if_empty: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    if torch_init and not hidden_size:
+      raise ValueError("AttentionWeights with torch_init needs hidden_size (the fan-in).")
+    self.hidden_size = hidden_size
+    self.attention_size = attention_size
+    self.use_bias = use_bias
+    self.torch_init = torch_init
+    self.zero_if_empty = zero_if_empty
+    self.hidden = self.score = None
+    # The sublayers take this layer's policy (the Sscs branch pins float32 under mixed
+    # precision).
+    if not torch_init:
+      # Keras' initialisers draw their seed when made: made here, where they always were, a
+      # seeded run keeps its initial weights.
+      self.hidden = keras.layers.Dense(attention_size, use_bias=use_bias, name="hidden",
+                                       dtype=self.dtype_policy)
+      self.score = keras.layers.Dense(1, use_bias=False, name="score", dtype=self.dtype_policy)
+
+  def build(self, input_shape=None):
+    width = self.hidden_size or input_shape[-1]
+    if self.hidden is None:
+      self.hidden = dense(self.attention_size, width, use_bias=self.use_bias, name="hidden",
+                          dtype=self.dtype_policy)
+      self.score = dense(1, self.attention_size, use_bias=False, name="score",
+                         dtype=self.dtype_policy)
+    self.hidden.build((None, width))
+    self.score.build((None, self.attention_size))
+
+  def call(self, items, mask=None):
+    logits = ops.squeeze(self.score(ops.tanh(self.hidden(items))), -1)
+    return masked_softmax(logits, mask, zero_if_empty=self.zero_if_empty)
+
+  def get_config(self):
+    return {**super().get_config(), "hidden_size": self.hidden_size,
+            "attention_size": self.attention_size, "use_bias": self.use_bias,
+            "torch_init": self.torch_init, "zero_if_empty": self.zero_if_empty}

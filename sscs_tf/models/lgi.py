@@ -30,22 +30,7 @@ from sscs_tf.models import heads, layers
 from sscs_tf.models.baseline import Baseline
 from sscs_tf.scoring import losses, metrics
 
-# The reference's masked_fill value: masked logits get exactly zero weight in float32.
-NEG_INF = -1e9
 OUTPUT_ACTIVATIONS = ("relu", "sigmoid")
-
-
-def masked_softmax(logits, mask=None, axis=-1):
-  """Softmax over `axis` of the logits where `mask` is non-zero (everywhere if None), float32.
-
-  Written out because keras.ops.softmax warns on an axis of size 1, which the phrase pooling
-  has with one phrase (weight 1, as in the reference).
-  """
-  logits = ops.cast(logits, "float32")
-  if mask is not None:
-    logits = ops.where(ops.cast(mask, "bool"), logits, NEG_INF)
-  exp = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=axis, keepdims=True)))
-  return exp / ops.sum(exp, axis=axis, keepdims=True)
 
 
 def torch_embedding_init() -> keras.initializers.Initializer:
@@ -162,7 +147,7 @@ class SequentialQueryAttention(keras.layers.Layer):
     for query in self.phrase_queries:
       guide = ops.relu(self.guide(ops.concatenate([query(sentence), phrase], axis=-1)))  # Eq. 4
       logits = self.score(ops.tanh(word_keys + self.guide_key(guide)[:, None, :]))  # Eq. 5
-      attention = masked_softmax(ops.squeeze(logits, -1), word_mask)  # Eq. 6
+      attention = layers.masked_softmax(ops.squeeze(logits, -1), word_mask)  # Eq. 6
       phrase = ops.einsum("bl,blh->bh", ops.cast(attention, words.dtype), words)  # Eq. 7
       phrases.append(phrase)
       attentions.append(attention)
@@ -266,36 +251,6 @@ class PhraseLocalContext(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="sscs_tf")
-class AttentionWeights(keras.layers.Layer):
-  """Attentive pooling weights: masked softmax over items of w2 tanh(W1 x), no biases.
-
-  Args:
-    hidden_size: H of the items.
-    attention_size: A.
-  Call: items `[B, M, H]`, mask `[B, M]` or None -> weights `[B, M]` float32.
-  """
-
-  def __init__(self, hidden_size: int, attention_size: int, **kwargs):
-    super().__init__(**kwargs)
-    self.hidden_size = hidden_size
-    self.attention_size = attention_size
-
-  def build(self, input_shape=None):
-    self.hidden = layers.dense(self.attention_size, self.hidden_size, use_bias=False,
-                               name="hidden")
-    self.hidden.build((None, self.hidden_size))
-    self.score = layers.dense(1, self.attention_size, use_bias=False, name="score")
-    self.score.build((None, self.attention_size))
-
-  def call(self, items, mask=None):
-    return masked_softmax(ops.squeeze(self.score(ops.tanh(self.hidden(items))), -1), mask)
-
-  def get_config(self):
-    return {**super().get_config(), "hidden_size": self.hidden_size,
-            "attention_size": self.attention_size}
-
-
-@keras.saving.register_keras_serializable(package="sscs_tf")
 class NonLocalBlock(keras.layers.Layer):
   """Global context (Eq. 12): x + multi-head attention over the valid segments.
 
@@ -328,7 +283,7 @@ class NonLocalBlock(keras.layers.Layer):
     query, value = ops.split(self.query_value(x), 2, axis=-1)
     key, query, value = split(self.key(x)), split(query), split(value)
     logits = ops.einsum("bihd,bjhd->bhij", key, query) / (depth ** 0.5)
-    weights = masked_softmax(logits, ops.cast(mask, "float32")[:, None, None, :])
+    weights = layers.masked_softmax(logits, ops.cast(mask, "float32")[:, None, None, :])
     relation = ops.einsum("bhij,bjhd->bihd", ops.cast(weights, x.dtype), value)
     out = x + ops.reshape(relation, (batch, steps, self.hidden_size))
     return (out, weights) if return_attention else out
@@ -416,10 +371,10 @@ class LGI(keras.Model):
       self.query_attention.build()
     self.phrase_branches = [PhraseLocalContext(h, self.local_kernel_size, name=f"phrase_{n}")
                             for n in range(self.num_phrases)]
-    self.phrase_pooling = AttentionWeights(h, half, name="phrase_pooling")
+    self.phrase_pooling = layers.AttentionWeights(h, half, name="phrase_pooling")
     self.nonlocal_blocks = [NonLocalBlock(h, self.num_heads, name=f"nonlocal_{k}")
                             for k in range(self.num_nonlocal_blocks)]
-    self.temporal_attention = AttentionWeights(h, half, name="temporal_attention")
+    self.temporal_attention = layers.AttentionWeights(h, half, name="temporal_attention")
     for layer in self.phrase_branches + self.nonlocal_blocks + [self.phrase_pooling,
                                                                  self.temporal_attention]:
       layer.build()
@@ -435,7 +390,7 @@ class LGI(keras.Model):
     A relu output (Charades) lets normalised targets exceed 1, as the reference's do."""
     attention = self.temporal_attention(x, clip_mask)
     embed, hidden, to_times = self.regression
-    pooled = ops.einsum("bt,bth->bh", ops.cast(attention, x.dtype), x)
+    pooled = layers.attentive_pool(attention, x)
     times = to_times(ops.relu(hidden(embed(pooled))))
     return (ops.relu(times) if self.output_activation == "relu" else ops.sigmoid(times)), attention
 

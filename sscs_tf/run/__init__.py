@@ -1,6 +1,5 @@
-"""A run between training and its readers: the config made final against the data
-(`config.prepare_config`) and a run folder read back, config, vocabulary and checkpoint
-(`run_dir`). Evaluation, export and the importers use it without importing training.
+"""A run folder read back: its final config, its vocabulary and a trained model from its
+checkpoints (`run_dir`), for evaluation, export and the importers, without importing training.
 
 May import (from sscs_tf): core, data, models.
 """

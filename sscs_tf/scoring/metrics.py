@@ -327,9 +327,6 @@ class RankEvaluator:
     self.thresholds = tuple(thresholds)
     self.ranks = tuple(ranks)
     self.valid_mask = valid_mask
-    self.reset()
-
-  def reset(self) -> None:
     self._kept, self._num_kept, self._gts, self._durations, self._ids = [], [], [], [], []
     self._scores = []
     self._num_clips = None

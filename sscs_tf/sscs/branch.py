@@ -19,6 +19,7 @@ from sscs_tf.sscs.functions import SupportFunction
 from sscs_tf.models.contract import gt_clip_mask
 from sscs_tf.sscs.support import support_mask
 
+# config.sscs.mode: "off" builds no branch; the others are SscsBranch modes.
 MODES = ("off", "gtc", "ss")
 REDUCTIONS = ("sum", "mean")
 
@@ -50,17 +51,17 @@ def gather_global_batch(*values):
   return tuple(gathered), offset
 
 
-def gtc_contrast(clips, sentence, gt_mask, all_clips, all_clip_mask, offset, tau):
+def gtc_contrast(sentence, gt_mask, all_clips, all_clip_mask, offset, tau):
   """Eq. 2 per sentence: positives are its GT clips, negatives every other valid clip of
   its own video and of every other video in the global batch.
 
   Args:
-    clips [B, T, D], sentence [B, D], gt_mask [B, T]: this replica's examples.
+    sentence [B, D], gt_mask [B, T]: this replica's examples, whose own clips are read from
+      the global batch.
     all_clips [G, T, D], all_clip_mask [G, T]: the global batch; example i is at offset + i.
   Returns:
     `[B]` -log(sum_P e^{x.y/tau} / sum_{P+N} e^{x.y/tau}).
   """
-  del clips  # the sentence's own clips are read from the global batch
   logits = ops.einsum("gtd,bd->bgt", all_clips, sentence) / tau
   own = ops.one_hot(offset + ops.arange(ops.shape(sentence)[0]), ops.shape(all_clips)[0])
   positives = own[:, :, None] * gt_mask[:, None, :]
@@ -101,7 +102,8 @@ class SscsBranch(keras.layers.Layer):
     function: "ca" | "sa" | "fc" | "conv" | "mp" | "ap" (Sec. 3.4).
     reduction: "sum" (Eq. 2 and 6 sum over the batch, as written) or "mean"; the caption
       loss is always a mean (Eq. 3 and 7).
-    num_clips: T of the baseline's clip features (2D-TAN: N; LGI: 128); "fc" needs it.
+    num_clips: T, the clip count of `clip_features [B, T, H]` (2D-TAN: its map size N;
+      LGI: num_segments), not the video's feature rows; the "fc" function needs it.
     vocab_size: training vocabulary size, for the caption decoder.
     caption_units, caption_embedding_dim: the decoder's GRU and word-embedding sizes.
 
@@ -118,9 +120,9 @@ class SscsBranch(keras.layers.Layer):
                vocab_size=0, caption_units=256, caption_embedding_dim=256, **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
-    if mode not in ("gtc", "ss"):
-      raise ValueError(f"SscsBranch mode must be 'gtc' or 'ss', got {mode!r} (mode 'off' "
-                       "builds no branch).")
+    if mode == "off" or mode not in MODES:
+      raise ValueError(f"SscsBranch mode must be one of {MODES[1:]}, got {mode!r} (mode "
+                       "'off' builds no branch).")
     if reduction not in REDUCTIONS:
       raise ValueError(f"Unknown reduction {reduction!r}; expected one of {REDUCTIONS}.")
     if lambda2 > 0 and vocab_size <= 0:
@@ -147,15 +149,15 @@ class SscsBranch(keras.layers.Layer):
 
   def build(self, input_shape):
     clips_shape = tuple(input_shape["clip_features"])
-    batch, num_clips = clips_shape[0], clips_shape[1]
+    batch, clip_count = clips_shape[0], clips_shape[1]
     self.psi.build(clips_shape)
     if self.phi is not None:
       self.phi.build(tuple(input_shape["sentence_feature"]))
-    shared = (batch, num_clips, self.dim)
+    shared = (batch, clip_count, self.dim)
     if self.support_function is not None:
-      self.support_function.build(shared, (batch, self.dim), (batch, num_clips))
+      self.support_function.build(shared, (batch, self.dim), (batch, clip_count))
     if self.pooling is not None:
-      self.pooling.build(shared, (batch, num_clips))
+      self.pooling.build(shared, (batch, clip_count))
     if self.decoder is not None:
       self.decoder.build((batch, self.dim))
 
@@ -185,8 +187,8 @@ class SscsBranch(keras.layers.Layer):
       w = self.pooling(clips, gt_mask) if self.pooling is not None else None
       if self.lambda1 > 0:
         (all_clips, all_mask), offset = gather_global_batch(clips, clip_mask)
-        outputs["contrast"] = gtc_contrast(clips, sentence, gt_mask, all_clips, all_mask,
-                                           offset, self.tau)
+        outputs["contrast"] = gtc_contrast(sentence, gt_mask, all_clips, all_mask, offset,
+                                           self.tau)
     if "contrast" in outputs:
       # A sample with no valid clip has nothing to contrast (no positive, no support):
       # it adds nothing, where the masked log-sum-exp would give it 1e9 (GTC) or log G.

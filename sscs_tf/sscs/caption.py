@@ -4,39 +4,37 @@ import keras
 from keras import ops
 
 from sscs_tf.data import text
-from sscs_tf.sscs.support import masked_softmax
+from sscs_tf.models import layers
 
 
 @keras.saving.register_keras_serializable(package="sscs_tf")
-class AttentivePooling(keras.layers.Layer):
+class AttentivePooling(layers.AttentionWeights):
   """Phi' of Eq. 3: masked self-attention pooling over the GT clips (decision: the paper
   allows "convolutional layers or self-attention").
+
+  The shared attentive pooling (`models.layers.AttentionWeights`) with a bias, Keras'
+  initialisers, and zero weights when the clip set is empty.
 
   Args:
     units: hidden size of the attention scorer.
   Call: `(clips [B, T, D], members [B, T]) -> [B, D]`,
-  with a_t = softmax over members of v^T tanh(W x_t) and the output sum_t a_t x_t.
+  with a_t = softmax over members of v^T tanh(W x_t + b) and the output sum_t a_t x_t.
   """
 
   def __init__(self, units=256, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(hidden_size=None, attention_size=units, use_bias=True, torch_init=False,
+                     zero_if_empty=True, **kwargs)
     self.units = units
-    # The sublayers take this layer's policy: the branch pins float32 under mixed precision.
-    self.hidden = keras.layers.Dense(units, activation="tanh", name="hidden",
-                                     dtype=self.dtype_policy)
-    self.score = keras.layers.Dense(1, use_bias=False, name="score", dtype=self.dtype_policy)
 
   def build(self, clips_shape, members_shape=None):
-    self.hidden.build(clips_shape)
-    self.score.build(tuple(clips_shape[:-1]) + (self.units,))
+    super().build(clips_shape)
 
   def call(self, clips, members):
-    logits = ops.squeeze(self.score(self.hidden(clips)), -1)
-    weights = masked_softmax(logits, ops.cast(members, clips.dtype))
-    return ops.einsum("bt,btd->bd", weights, clips)
+    return layers.attentive_pool(super().call(clips, members), clips)
 
   def get_config(self):
-    return {**super().get_config(), "units": self.units}
+    # Only `units`: the other arguments of AttentionWeights are fixed by this class.
+    return {**keras.layers.Layer.get_config(self), "units": self.units}
 
 
 @keras.saving.register_keras_serializable(package="sscs_tf")

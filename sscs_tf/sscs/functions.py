@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from sscs_tf.sscs.support import masked_max, masked_mean, masked_softmax
+from sscs_tf.models.layers import attentive_pool, masked_softmax
+from sscs_tf.sscs.support import masked_max, masked_mean
 
 FUNCTIONS = ("ca", "sa", "fc", "conv", "mp", "ap")
 
@@ -17,7 +18,8 @@ class SupportFunction(keras.layers.Layer):
       the flattened set, "conv" Conv1D(dim, 3) then masked mean, "mp" / "ap" masked max /
       mean pooling.
     dim: D, the shared embedding size.
-    num_clips: T, needed by "fc" (its Dense reads all T*D values).
+    num_clips: T, the clip count of `clips [B, T, D]`, needed by "fc" (its Dense reads all
+      T*D values).
     tau: temperature of the attention softmaxes.
 
   Call: `(clips [B, T, D] unit vectors, sentence [B, D] unit vector, members [B, T])`
@@ -51,12 +53,12 @@ class SupportFunction(keras.layers.Layer):
     if self.function == "ca":
       # Eq. 4: a_t = softmax over S_i of <x_t, Y_i> / tau; Eq. 5: w = sum_t a_t x_t.
       logits = ops.einsum("btd,bd->bt", clips, sentence) / self.tau
-      return ops.einsum("bt,btd->bd", masked_softmax(logits, members), clips)
+      return attentive_pool(masked_softmax(logits, members, zero_if_empty=True), clips)
     if self.function == "sa":
       # Eq. 8: Q = S^T S / tau over members, z_t = sum_t' Q[t, t'], a = softmax(z).
       similarity = ops.einsum("btd,bsd->bts", clips, clips) / self.tau
       z = ops.einsum("bts,bs->bt", similarity, members)
-      return ops.einsum("bt,btd->bd", masked_softmax(z, members), clips)
+      return attentive_pool(masked_softmax(z, members, zero_if_empty=True), clips)
     zeroed = clips * members[..., None]
     if self.function == "fc":
       flat = ops.reshape(zeroed, (ops.shape(clips)[0], self.num_clips * ops.shape(clips)[2]))

@@ -33,14 +33,6 @@ def support_mask(kind: str, clip_mask, gt_mask):
   raise ValueError(f"Unknown support set {kind!r}; expected one of {SUPPORT_SETS}.")
 
 
-def masked_softmax(logits, mask, axis=-1):
-  """Softmax over the members of `mask` only; non-members get exactly 0."""
-  logits = ops.where(mask > 0, logits, ops.full_like(logits, -1e9))
-  logits = logits - ops.max(logits, axis=axis, keepdims=True)
-  weights = ops.exp(logits) * mask
-  return weights / ops.maximum(ops.sum(weights, axis=axis, keepdims=True), 1e-30)
-
-
 def masked_mean(values, mask):
   """values `[B, T, D]`, mask `[B, T]` -> `[B, D]` mean over members."""
   mask = mask[..., None]

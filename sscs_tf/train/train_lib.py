@@ -22,7 +22,7 @@ from sscs_tf.train import distribute, objective, summaries
 from sscs_tf.data import meta as data_meta
 from sscs_tf.data import pipeline
 from sscs_tf.models import contract
-from sscs_tf.run.config import log_word_embeddings, prepare_config
+from sscs_tf.train.run_config import log_word_embeddings, prepare_config
 from sscs_tf.train.train_state import TrainState
 
 

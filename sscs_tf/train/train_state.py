@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from keras import ops
 
 from sscs_tf import models
 from sscs_tf.core import fileio
@@ -178,9 +179,33 @@ class TrainState:
       self._drop_scratch()
 
 
+class AdamWithL2(keras.optimizers.Adam):
+  """Adam with PyTorch's `weight_decay`: each gradient gets `l2 * variable` before the
+  moments, as torch.optim.Adam computes it (2D-TAN's train.py builds its Adam so). Keras'
+  own `weight_decay` is the decoupled AdamW decay, another update.
+
+  The term joins inside the update step: after the loss scale is divided out, after the
+  replicas' gradients are summed and after the loop's clipping (`train_lib._clip_and_apply`),
+  as the reference adds it inside `optimizer.step()`, after `clip_grad_norm_`.
+  """
+
+  def __init__(self, l2: float, **kwargs):
+    super().__init__(**kwargs)
+    self.l2 = l2
+
+  def update_step(self, gradient, variable, learning_rate):
+    gradient = ops.cast(gradient, variable.dtype) + ops.cast(self.l2, variable.dtype) * variable
+    super().update_step(gradient, variable, learning_rate)
+
+  def get_config(self):
+    return {**super().get_config(), "l2": self.l2}
+
+
 def _make_optimizer(optim, loss_scaled: bool):
   if optim.name != "adam":
     raise ValueError(f"Unknown optimizer {optim.name!r}; 'adam' is what the baselines use.")
-  optimizer = keras.optimizers.Adam(learning_rate=optim.learning_rate, beta_1=optim.beta_1,
-                                    beta_2=optim.beta_2, epsilon=optim.epsilon)
+  kwargs = dict(learning_rate=optim.learning_rate, beta_1=optim.beta_1, beta_2=optim.beta_2,
+                epsilon=optim.epsilon)
+  optimizer = (AdamWithL2(optim.weight_decay, **kwargs) if optim.weight_decay
+               else keras.optimizers.Adam(**kwargs))
   return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaled else optimizer

@@ -258,13 +258,13 @@ def test_pick_eval_takes_offset_zero(dataset32):
     picked, mask = preprocess.pick_segments(normalized, 16, 0)
     np.testing.assert_array_equal(query["features"], picked.numpy())
     np.testing.assert_array_equal(query["feature_mask"], mask.numpy())
-    num_clips = len(want["features"])
-    assert query["feature_mask"].sum() == min(num_clips, 16)
+    num_rows = len(want["features"])
+    assert query["feature_mask"].sum() == min(num_rows, 16)
     record = want["query"]
     np.testing.assert_array_equal(
         query["gt_segment_mask"],
         _gt_mask_python(np.float32(record.start), np.float32(record.end),
-                        np.float32(want["duration"]), min(num_clips, 16), 16))
+                        np.float32(want["duration"]), min(num_rows, 16), 16))
 
 
 def test_pick_training_draws_an_offset_per_query(dataset32):
@@ -275,18 +275,18 @@ def test_pick_training_draws_an_offset_per_query(dataset32):
   for query in queries:
     want = truth[query["query_id"].decode()]
     rows = preprocess.l2_normalize_rows(want["features"]).numpy()
-    num_clips, count = len(rows), int(query["feature_mask"].sum())
+    num_rows, count = len(rows), int(query["feature_mask"].sum())
     assert not query["features"][count:].any()
     picked = [int(np.flatnonzero(np.abs(rows - r).max(1) < 1e-7)[0])
               for r in query["features"][:count]]
-    if num_clips <= 16:
-      assert picked == list(range(num_clips))
+    if num_rows <= 16:
+      assert picked == list(range(num_rows))
       continue
     # The reference's offsets: whole rows below stride - 0.5, always 16 rows picked.
     offset = picked[0]
-    assert count == 16 and offset < int(preprocess.num_pick_offsets(num_clips, 16))
+    assert count == 16 and offset < int(preprocess.num_pick_offsets(num_rows, 16))
     np.testing.assert_array_equal(picked, preprocess.pick_segments(
-        np.arange(num_clips, dtype=np.float32)[:, None], 16, offset)[0].numpy()[:, 0])
+        np.arange(num_rows, dtype=np.float32)[:, None], 16, offset)[0].numpy()[:, 0])
     first_rows.append(offset)
   # Some long videos start past row 0: the offset is drawn, not fixed at 0.
   assert len(first_rows) >= 3 and max(first_rows) > 0

@@ -24,10 +24,10 @@ def _eager_and_mapped(fn, *args):
 
 def _resample_numpy(features, num):
   """The reference rule, written as a loop."""
-  num_clips = features.shape[0]
+  num_rows = features.shape[0]
   idx = np.round(np.arange(num + 1, dtype=np.float32) / np.float32(num)
-                 * np.float32(num_clips)).astype(np.int64)
-  idx = np.minimum(idx, num_clips - 1)
+                 * np.float32(num_rows)).astype(np.int64)
+  idx = np.minimum(idx, num_rows - 1)
   out = np.empty((num, features.shape[1]), np.float32)
   for i in range(num):
     s, e = idx[i], idx[i + 1]
@@ -56,10 +56,10 @@ def test_average_downsamples_and_drops_the_last_row():
   np.testing.assert_array_equal(out, [rows[0:3].mean(0), rows[3:5].mean(0)])
 
 
-@pytest.mark.parametrize("num_clips,num", [(1, 8), (2, 5), (7, 7), (40, 16), (511, 256),
+@pytest.mark.parametrize("num_rows,num", [(1, 8), (2, 5), (7, 7), (40, 16), (511, 256),
                                            (513, 256)])
-def test_average_matches_numpy_loop(num_clips, num):
-  features = np.random.default_rng(num_clips).normal(size=(num_clips, 3)).astype(np.float32)
+def test_average_matches_numpy_loop(num_rows, num):
+  features = np.random.default_rng(num_rows).normal(size=(num_rows, 3)).astype(np.float32)
   out = preprocess.average_to_fixed_length(features, num).numpy()
   np.testing.assert_allclose(out, _resample_numpy(features, num), rtol=1e-6, atol=1e-6)
 
@@ -69,12 +69,12 @@ def test_average_parity_with_reference():
   data = np.load(shared_path("parity", "2dtan", "average_to_fixed_length.npz"))
   sizes = sorted(int(k[len("in_T"):]) for k in data.files if k.startswith("in_T"))
   assert sizes == [1, 3, 17, 100, 255, 256, 257, 300, 1000]
-  for num_clips in sizes:
+  for num_rows in sizes:
     # The file applies the reference function to raw (unnormalised) rows.
-    features = data[f"in_T{num_clips}"]
+    features = data[f"in_T{num_rows}"]
     out = preprocess.average_to_fixed_length(features, 256).numpy()
-    np.testing.assert_allclose(out, data[f"out_T{num_clips}"], rtol=1e-6, atol=1e-7,
-                               err_msg=f"T={num_clips}")
+    np.testing.assert_allclose(out, data[f"out_T{num_rows}"], rtol=1e-6, atol=1e-7,
+                               err_msg=f"T={num_rows}")
   _eager_and_mapped(preprocess.average_to_fixed_length, data["in_T300"])
 
 
@@ -143,11 +143,11 @@ def test_pick_long_video_by_hand(offset, expected_rows):
   assert int(preprocess.num_pick_offsets(10, 4)) == 2
 
 
-@pytest.mark.parametrize("num_clips,offset", [(300, 0), (300, 1), (129, 0), (1000, 7)])
-def test_pick_matches_numpy_arange(num_clips, offset):
-  rows = np.arange(num_clips * 2, dtype=np.float32).reshape(num_clips, 2)
-  stride = num_clips / 128
-  expected = np.round(np.arange(offset, num_clips - 0.5, stride))[:128].astype(int)
+@pytest.mark.parametrize("num_rows,offset", [(300, 0), (300, 1), (129, 0), (1000, 7)])
+def test_pick_matches_numpy_arange(num_rows, offset):
+  rows = np.arange(num_rows * 2, dtype=np.float32).reshape(num_rows, 2)
+  stride = num_rows / 128
+  expected = np.round(np.arange(offset, num_rows - 0.5, stride))[:128].astype(int)
   picked, mask = preprocess.pick_segments(rows, 128, offset)
   assert int(mask.numpy().sum()) == len(expected) == 128
   np.testing.assert_array_equal(_rows_of(picked.numpy(), rows), expected)
@@ -202,20 +202,20 @@ def test_offset_support_equals_the_reference_rule_for_every_length():
 
 
 def test_drawn_offsets_are_uniform_eagerly_and_mapped():
-  for num_clips, count in ((100, 1), (192, 1), (200, 2), (1000, 8), (5000, 39)):
+  for num_rows, count in ((100, 1), (192, 1), (200, 2), (1000, 8), (5000, 39)):
     bits = np.arange(-5 * count, 7 * count, dtype=np.int64)  # negative bits too
     drawn = _eager_and_mapped(lambda b, t: preprocess.draw_pick_offset(b, t, 128),
-                              bits, np.int32(num_clips))
+                              bits, np.int32(num_rows))
     np.testing.assert_array_equal(np.bincount(drawn, minlength=count), np.full(count, 12))
 
 
 @pytest.mark.shared_data
 def test_lgi_gt_mask_matches_reference_generate_labels():
   data = np.load(shared_path("parity", "lgi", "gt_mask.npz"))
-  duration, start, end, num_clips = data["cases"].T
+  duration, start, end, num_rows = data["cases"].T
   assert int(data["num_segments"]) == 128
   fn = lambda s, e, d, n: preprocess.lgi_gt_mask(s, e, d, n, 128)
-  got = _eager_and_mapped(fn, start, end, duration, np.minimum(num_clips, 128).astype(np.int32))
+  got = _eager_and_mapped(fn, start, end, duration, np.minimum(num_rows, 128).astype(np.int32))
   np.testing.assert_array_equal(got, data["att_mask"])
   # The regression targets are the annotated times over the duration, unclipped.
   np.testing.assert_array_equal(start / duration, data["start_pos"])

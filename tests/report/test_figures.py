@@ -12,7 +12,7 @@ from PIL import Image
 
 from sscs_tf import models
 from sscs_tf.evaluate import eval_lib
-from sscs_tf.run import config as run_config
+from sscs_tf.train import run_config
 from sscs_tf.train import summaries
 from sscs_tf.report import breakdown, figures
 from tests.testing_train import tiny_config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sscs_tf.models import contract
+from sscs_tf.models import contract, layers
 from sscs_tf.sscs import support
 from tests.sscs import numpy_reference as ref
 
@@ -84,7 +84,7 @@ def test_support_mask_rejects_unknown_kind():
 def test_masked_softmax_gives_members_only():
   logits = np.float32([[1.0, 2.0, 100.0], [0.0, -50.0, 3.0]])
   mask = np.float32([[1, 1, 0], [0, 1, 0]])
-  got = support.masked_softmax(logits, mask).numpy()
+  got = layers.masked_softmax(logits, mask).numpy()
   e = np.e
   np.testing.assert_allclose(got[0], [1 / (1 + e), e / (1 + e), 0.0], rtol=1e-6)
   np.testing.assert_array_equal(got[1], [0.0, 1.0, 0.0])  # a single member gets all

@@ -3,7 +3,8 @@ size, embeddings file, the branch's clip count), and every value checked before 
 so that a mistyped value fails now rather than after an epoch.
 
 `prepare_config` serves training and the importers alike; the result is what a run writes to
-`{workdir}/config.json` and what evaluation and export read back (`run/run_dir.py`).
+`{workdir}/config.json` and what evaluation and export read back (`run/run_dir.py`), without
+this module.
 """
 
 import copy
@@ -14,6 +15,7 @@ from absl import logging
 
 from sscs_tf import models
 from sscs_tf.data import meta as meta_lib
+from sscs_tf.sscs.branch import MODES
 
 
 def prepare_config(config):
@@ -111,9 +113,15 @@ def _check_values(config) -> None:
   rate = config.optim.learning_rate
   if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
     raise ValueError(f"config.optim.learning_rate must be a positive number, got {rate!r}.")
+  decay = config.optim.weight_decay
+  if not (isinstance(decay, (int, float)) and math.isfinite(decay) and decay >= 0):
+    raise ValueError(f"config.optim.weight_decay must be a finite number >= 0 (0: none), got "
+                     f"{decay!r}.")
   if config.optim.get("clip_norm") is not None and config.optim.clip_norm < 0:
     raise ValueError(f"config.optim.clip_norm must be >= 0 (0: no clipping), got "
                      f"{config.optim.clip_norm}.")
   for field in ("num_epochs", "num_train_steps"):
     if field in config.train and config.train[field] < 0:
       raise ValueError(f"config.train.{field} must be >= 0, got {config.train[field]}.")
+  if config.sscs.mode not in MODES:
+    raise ValueError(f"config.sscs.mode must be one of {MODES}, got {config.sscs.mode!r}.")
