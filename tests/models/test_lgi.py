@@ -10,7 +10,7 @@ import tensorflow as tf
 from configs import lgi_activitynet, lgi_charades
 from sscs_tf.scoring import losses
 from sscs_tf.data import preprocess
-from sscs_tf.models import build_model, clip_count, lgi
+from sscs_tf.models import build_model, clip_count, lgi, lgi_layers
 
 S, D, V, L = 16, 6, 11, 5  # segments, feature width, vocabulary, words in the tiny tests
 OUTPUT_KEYS = ("times", "temporal_attention", "phrase_attention", "clip_features", "clip_mask",
@@ -134,7 +134,7 @@ def test_query_encoder_equals_bidirectional_lstm_over_real_words():
 
 
 def test_sequential_query_attention_equals_numpy():
-  layer = lgi.SequentialQueryAttention(3, 8, 4)
+  layer = lgi_layers.SequentialQueryAttention(3, 8, 4)
   layer.build()
   rng = np.random.default_rng(2)
   sentence, words = rng.normal(size=(2, 8)), rng.normal(size=(2, L, 8))
@@ -163,7 +163,7 @@ def test_single_phrase_uses_the_sentence_feature():
 @pytest.mark.parametrize("num_heads", [1, 2])
 def test_nonlocal_block_equals_numpy(num_heads):
   hidden = 8
-  block = lgi.NonLocalBlock(hidden, num_heads)
+  block = lgi_layers.NonLocalBlock(hidden, num_heads)
   block.build()
   rng = np.random.default_rng(3)
   x = rng.normal(size=(2, 7, hidden))
@@ -196,7 +196,7 @@ def batch_norm_np(layer, x):
 
 
 def test_phrase_local_context_equals_numpy():
-  layer = lgi.PhraseLocalContext(8, 3)
+  layer = lgi_layers.PhraseLocalContext(8, 3)
   layer.build()
   rng = np.random.default_rng(4)
   for norm in layer.norms:  # statistics as after training, so inference mode is not identity
