@@ -167,7 +167,12 @@ def _batch_fn(config, targets):
     batch["word_ids"] = queries["word_ids"].values.to_tensor(default_value=0)  # [B, L]
     del batch["num_rows"]  # the video's rows before resampling, for the LGI offsets only
     if targets is not None:
-      batch.update(targets(batch, config))
+      added = targets(batch, config)
+      replaced = sorted(set(added) & set(batch))
+      if replaced:  # found while tracing, so make_dataset fails rather than mislabels
+        raise ValueError(f"The model's targets {replaced} have the names of batch fields; "
+                         "give them names of their own.")
+      batch.update(added)
     return batch
 
   return fn

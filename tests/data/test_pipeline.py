@@ -380,3 +380,19 @@ def test_protocol_needs_a_format_that_holds_it(tmp_path):
     data_meta.load_meta(str(tmp_path / "v3"))
   with pytest.raises(ValueError, match="data.protocol must be one of"):
     _dataset(_config(str(tmp_path / "v1"), protocol="clip"), "test")
+
+
+def test_targets_that_would_replace_a_batch_field_are_refused(dataset):
+  root, _ = dataset
+
+  def clashing(batch, config):
+    del config
+    return {"start": batch["start"] * 0, "iou_map": tf.zeros([1])}
+
+  with pytest.raises(ValueError, match=r"targets \['start'\] have the names of batch fields"):
+    pipeline.make_dataset(_config(root), "test", targets=clashing)
+  # Targets of their own names are added as they are.
+  batch = next(iter(pipeline.make_dataset(_config(root), "test", targets=lambda b, c: {
+      "twice_start": 2 * b["start"]})))
+  np.testing.assert_array_equal(batch["twice_start"], 2 * batch["start"].numpy())
+  assert "iou_map" not in batch
