@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from configs.default import get_data_config
+from sscs_tf import models
 from sscs_tf.data import example
 from sscs_tf.data import pipeline
 from sscs_tf.data import meta as data_meta
@@ -43,6 +44,8 @@ _NUM_SHARDS = flags.DEFINE_integer("num_shards", 8, "TFRecord files per random s
 _SAMPLING = flags.DEFINE_enum("sampling", "average", pipeline.SAMPLINGS, "data.sampling")
 _NUM_SEGMENTS = flags.DEFINE_integer("num_segments", 256, "data.num_segments")
 _MAP_SIZE = flags.DEFINE_integer("map_size", 16, "data.map_size")
+_MODEL = flags.DEFINE_string("model", "", "The baseline whose targets the batches carry "
+                             "(models.BASELINES); default: tan with a map size, else lgi.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "data.batch_size (and eval_batch_size)")
 _SHUFFLE_BUFFER = flags.DEFINE_integer("shuffle_buffer", 8192, "data.shuffle_buffer")
 _WARMUP = flags.DEFINE_integer("warmup", 50, "Batches before timing starts.")
@@ -106,7 +109,9 @@ def measure(config, split, training, seed, warmup, batches):
   The CPU time (all threads of this process) per query is the figure that other processes
   on a shared machine do not change: 2 cores can at best deliver 2 / (CPU s per query).
   """
-  ds = pipeline.make_dataset(config, split, training=training, seed=seed, repeat=True)
+  targets = models.get(_MODEL.value or ("tan" if config.map_size > 0 else "lgi")).targets
+  ds = pipeline.make_dataset(config, split, training=training, seed=seed, repeat=True,
+                             targets=targets)
   iterator = iter(ds)
   for _ in range(warmup):
     next(iterator)

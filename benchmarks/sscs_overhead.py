@@ -87,10 +87,7 @@ def _time_branch(state, batch, repeats: int = 20) -> float:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from sscs_tf.models import contract  # pylint: disable=import-outside-toplevel
   outputs = state.model(contract.model_inputs(batch), training=False)
-  inputs = {k: tf.constant(outputs[k]) for k in ("clip_features", "clip_mask",
-                                                  "sentence_feature")}
-  inputs.update({k: tf.constant(batch[k]) for k in ("start", "end", "duration", "word_ids",
-                                                    "num_words")})
+  inputs = {k: tf.constant(v) for k, v in contract.branch_inputs(outputs, batch).items()}
   sources = [inputs["clip_features"], inputs["sentence_feature"]]
 
   @tf.function
