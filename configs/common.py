@@ -208,7 +208,12 @@ def shrink_for_local_run(config: ml_collections.ConfigDict) -> None:
   """Tiny widths and a short run, to try the whole loop on a laptop CPU in minutes; the
   baseline's own widths come from its record (`Baseline.local_run`)."""
   config.model.hidden_size = 32
-  config.model.update(models.get(config.model.name).local_run)
+  widths = models.get(config.model.name).local_run
+  unknown = sorted(set(widths) - set(config.model))
+  if unknown:
+    raise ValueError(f"The local-run widths {unknown} of model {config.model.name!r} are not "
+                     "fields of config.model.")
+  config.model.update(widths)
   config.data.batch_size = 8
   config.data.eval_batch_size = 16
   config.data.shuffle_buffer = 256

@@ -1,4 +1,5 @@
-"""Tests of sscs_tf.scoring.losses: hand-worked maps, a numpy re-implementation, reference parity."""
+"""Tests of sscs_tf.scoring.losses: hand-worked maps, a numpy re-implementation, reference
+parity."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""Tests of sscs_tf.scoring.metrics: hand-worked cases, a loop re-implementation, reference parity."""
+"""Tests of sscs_tf.scoring.metrics: hand-worked cases, a loop re-implementation, reference
+parity."""
 
 import json
 

@@ -3,6 +3,8 @@ points: trained with Sscs, evaluated, exported and grounded (docs/architecture.m
 add a baseline", which this file follows step by step). No project file names it.
 """
 
+import dataclasses
+
 import keras
 import ml_collections
 import numpy as np
@@ -185,3 +187,17 @@ def test_a_local_run_takes_the_widths_of_the_record(toy_config):
     common.shrink_for_local_run(toy_config)
   assert toy_config.model.hidden_size == TOY.local_run["hidden_size"] == 8
   assert toy_config.data.batch_size == 8 and toy_config.train.num_epochs == 2
+
+
+def test_a_record_that_disagrees_with_its_model_is_named(toy_config, monkeypatch):
+  outputs = {"span": tf.constant([[0.1, 0.5]])}
+  batch = {"span_target": tf.constant([[0.2, 0.4]])}
+  monkeypatch.setitem(models.BASELINES, "toy", dataclasses.replace(TOY, loss_terms=("boundary",)))
+  with pytest.raises(ValueError, match=r"returned the terms \('boundary', 'length'\); its "
+                     r"Baseline record lists \('boundary',\)"):
+    objective.compute_losses("toy", outputs, batch, toy_config.loss, 1)
+  with pytest.raises(ValueError, match="config.model has no field 'num_segments'"):
+    models.clip_count({"name": "toy", "hidden_size": 8})
+  monkeypatch.setitem(models.BASELINES, "toy", dataclasses.replace(TOY, local_run={"depth": 2}))
+  with toy_config.unlocked(), pytest.raises(ValueError, match=r"local-run widths \['depth'\]"):
+    common.shrink_for_local_run(toy_config)

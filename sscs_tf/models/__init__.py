@@ -33,4 +33,8 @@ def build_model(model_config):
 
 def clip_count(model_config) -> int:
   """T of the `clip_features` the model gives the Sscs branch (2D-TAN: N; LGI: S)."""
-  return int(model_config[get(model_config["name"]).clip_count_field])
+  field = get(model_config["name"]).clip_count_field
+  if field not in model_config:
+    raise ValueError(f"config.model has no field {field!r}, which gives the clip count of "
+                     f"model {model_config['name']!r} (its Baseline's clip_count_field).")
+  return int(model_config[field])

@@ -11,8 +11,9 @@ The export also records which extractor made the training features (`assets.extr
 extractor.json`, from the dataset's meta.json; null when unknown), so that `sscs-ground
 --video` extracts features of the same kind (docs/video.md). Everything happens in the graph,
 with the same code as training: the tensorflow-text tokenizer of `sscs_tf.data.text`, the
-feature preprocessing of `sscs_tf.data.preprocess`, the model's forward pass. The Sscs branch is not part of it: a model trained with Sscs exports
-exactly the baseline's weights and ops. A process loading it needs `import tensorflow_text`.
+feature preprocessing of `sscs_tf.data.preprocess`, the model's forward pass. The Sscs
+branch is not part of it: a model trained with Sscs exports exactly the baseline's weights and
+ops. A process loading it needs `import tensorflow_text`.
 """
 
 import os

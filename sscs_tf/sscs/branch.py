@@ -120,7 +120,7 @@ class SscsBranch(keras.layers.Layer):
                vocab_size=0, caption_units=256, caption_embedding_dim=256, **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
-    if mode == "off" or mode not in MODES:
+    if mode not in MODES[1:]:
       raise ValueError(f"SscsBranch mode must be one of {MODES[1:]}, got {mode!r} (mode "
                        "'off' builds no branch).")
     if reduction not in REDUCTIONS:

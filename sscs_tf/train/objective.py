@@ -31,7 +31,12 @@ def compute_losses(model_name: str, outputs, batch, loss_config, global_batch_si
   """Returns a dict of scalars: `total` and every component (`vg`, the baseline's own
   terms when it has several, `contrast`, `caption`), and `sscs_fell_back` (count of Non-GT
   support sets that fell back to V-SS in this replica's batch)."""
-  per_example = models.get(model_name).grounding_loss(outputs, batch, loss_config)
+  baseline = models.get(model_name)
+  per_example = baseline.grounding_loss(outputs, batch, loss_config)
+  if tuple(per_example) != tuple(baseline.loss_terms):
+    # Found while tracing the step: the logs and the NaN guard name the terms by position.
+    raise ValueError(f"The {model_name!r} grounding loss returned the terms "
+                     f"{tuple(per_example)}; its Baseline record lists {baseline.loss_terms}.")
   terms = {name: tf.reduce_sum(value) / global_batch_size
            for name, value in per_example.items()}
   if "vg" not in terms:  # a baseline with several terms (LGI): L_vg is their sum
