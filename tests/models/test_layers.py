@@ -129,10 +129,12 @@ MODEL_LAYER_CASES = {
         Case(dict(hidden_size=3, num_clips=4, num_scale_layers=[4], map_type="pool"),
              lambda rng: floats(rng, B, 4, 3), (B, 4, 4, 3), trainable=(0, 0))],
     "MaskedMapConv": [Case(
-        dict(hidden_size=3, kernel_size=3, num_layers=2, num_clips=4, num_scale_layers=[4]),
+        dict(hidden_size=3, kernel_size=3, num_layers=2, num_clips=4, num_scale_layers=[4],
+             impl=impl),
         lambda rng: floats(rng, B, 4, 4, 3) * np.triu(np.ones((4, 4, 1), np.float32)),
         (B, 4, 4, 3),
-        trainable=(4, 168))],  # two Conv2D of 3 x 3 x 3 x 3 + 3 = 84
+        trainable=(4, 168))  # two Conv2D of 3 x 3 x 3 x 3 + 3 = 84
+        for impl in ("sparse", "dense")],
     "TAN": [Case(
         dict(feature_dim=3, num_clips=4, vocab_size=7, hidden_size=4, num_sample_clips=8,
              map_type="pool", num_scale_layers=[4], map_kernel_size=3, map_num_layers=2,

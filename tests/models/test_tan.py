@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from sscs_tf.scoring import losses
-from sscs_tf.models import tan
+from sscs_tf.models import tan, tan_sparse
 from tests import testing
 
 # (N, num_scale_layers, K, L, valid cells) of the three published configs.
@@ -117,24 +117,91 @@ def reference_map_convs(layer, x, mask):
   return x
 
 
-@pytest.mark.parametrize("geometry", ["charades", "activitynet"])
-def test_map_convs_equal_reference_padding_scheme(geometry):
+# Cells the map convolutions compute, (sparse, reference), summed over the L layers.
+SPARSE_CELLS = {"charades": (3840, 7872), "activitynet": (11824, 23424),
+                "tacos": (74860, 161984)}
+
+
+def seeded_map_convs(geometry, impl, hidden_size=4, seed=3):
+  """A MaskedMapConv with seeded He-scaled weights (the default init can leave eight
+  4-channel relu layers all zero), the same for every impl."""
   n, scales, k, num_layers, _ = GEOMETRIES[geometry]
-  layer = tan.MaskedMapConv(4, k, num_layers, n, scales)
+  layer = tan.MaskedMapConv(hidden_size, k, num_layers, n, scales, impl)
   layer.build()
-  # Seeded He-scaled weights: the default init can leave eight 4-channel relu layers all zero.
-  rng = np.random.default_rng(3)
+  rng = np.random.default_rng(seed)
   for conv in layer.convs:
     kernel, bias = conv.get_weights()
     conv.set_weights([rng.normal(size=kernel.shape) * np.sqrt(2 / np.prod(kernel.shape[:3])),
                       rng.normal(size=bias.shape) * 0.1])
+  return layer
+
+
+@pytest.mark.parametrize("impl", tan.MAP_CONV_IMPLS)
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_map_convs_equal_reference_padding_scheme(geometry, impl):
+  n, scales = GEOMETRIES[geometry][:2]
+  layer = seeded_map_convs(geometry, impl)
   mask = tan.validity_mask(n, scales)
-  x = rng.normal(size=(2, n, n, 4)).astype(np.float32) * mask[..., None]
+  x = np.random.default_rng(4).normal(size=(2, n, n, 4)).astype(np.float32) * mask[..., None]
   got = np.asarray(layer(x))
   expected = np.asarray(reference_map_convs(layer, x, mask))
-  assert np.count_nonzero(expected) > expected.size // 10  # relu leaves enough to compare
+  valid = mask.astype(bool)
+  assert np.count_nonzero(expected[:, valid]) > expected[:, valid].size // 10  # enough to compare
+  if impl == "sparse":  # only the valid cells reach the scores; the rest is never computed
+    assert not got[:, ~valid].any()
+    got, expected = got[:, valid], expected[:, valid]
   # Same window sums, different conv tilings: float32 rounding only.
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_sparse_map_convs_have_the_dense_gradients(geometry):
+  """Every weight's gradient, and the input's at the valid cells (the fusion's mask zeroes the
+  others), of a loss on the valid cells; the sparse layer's own backward pass is checked."""
+  n, scales = GEOMETRIES[geometry][:2]
+  mask = tan.validity_mask(n, scales)
+  rng = np.random.default_rng(5)
+  x = tf.constant(rng.normal(size=(2, n, n, 4)).astype(np.float32) * mask[..., None])
+  upstream = tf.constant(rng.normal(size=(2, n, n, 4)).astype(np.float32) * mask[..., None])
+  grads = {}
+  for impl in tan.MAP_CONV_IMPLS:
+    layer = seeded_map_convs(geometry, impl)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(layer(x) * upstream)
+    grads[impl] = [np.asarray(g) for g in tape.gradient(loss, [x] + layer.trainable_variables)]
+  valid = mask.astype(bool)
+  sparse, dense = grads["sparse"], grads["dense"]
+  assert not sparse[0][:, ~valid].any()
+  sparse[0], dense[0] = sparse[0][:, valid], dense[0][:, valid]
+  for i, (got, expected) in enumerate(zip(sparse, dense)):
+    assert np.abs(expected).max() > 0, i
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-5 * np.abs(expected).max(),
+                               err_msg=f"gradient {i}")
+
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_sparse_plan_keeps_exactly_the_cells_that_reach_a_score(geometry):
+  """Counted independently: a cell of layer j is kept iff it is within j (K - 1) / 2 of the
+  validity mask (non-zero in the reference) and within (L - j) (K - 1) / 2 of it (read)."""
+  n, scales, k, num_layers, count = GEOMETRIES[geometry]
+  mask = tan.validity_mask(n, scales)
+  input_cells, plans = tan_sparse.plan(mask, k, num_layers)
+  np.testing.assert_array_equal(input_cells, np.flatnonzero(mask))
+  half, margin = (k - 1) // 2, num_layers * (k - 1) // 2
+  rows, cols = np.nonzero(mask)
+  grid = np.arange(n + 2 * margin) - margin
+  # Chebyshev distance of every frame cell to the nearest valid cell.
+  distance = np.min(np.maximum(np.abs(grid[:, None, None] - rows),
+                               np.abs(grid[None, :, None] - cols)), axis=-1)
+  for j, layer in enumerate(plans, start=1):
+    expected = np.flatnonzero(distance <= min(j, num_layers - j) * half)
+    np.testing.assert_array_equal(layer.cells, expected, err_msg=f"layer {j}")
+  assert len(plans[-1].cells) == count
+  # Against the reference's layers of (N + 2 (L - j) (K - 1) / 2)^2 cells (the module's and
+  # docs/benchmarks.md's figures).
+  reference = sum((n + 2 * (num_layers - j) * half) ** 2 for j in range(1, num_layers + 1))
+  assert (sum(len(p.cells) for p in plans), reference) == SPARSE_CELLS[geometry]
 
 
 def test_map_conv_paddings_shrink_flops():

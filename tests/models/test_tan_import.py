@@ -22,7 +22,7 @@ def _reference_state(data):
   return {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
 
 
-def _model_and_inputs(data, variant, tmp_path):
+def _model_and_inputs(data, variant, tmp_path, impl="sparse"):
   """The file's width-16 model; its word vectors become an embedding table of their own."""
   txt = data["txt"]
   batch, length, dim = txt.shape
@@ -32,7 +32,7 @@ def _model_and_inputs(data, variant, tmp_path):
   model = tan.TAN(feature_dim=data["vis"].shape[-1], num_clips=16, vocab_size=len(table),
                   hidden_size=16, map_type=variant, num_scale_layers=[16], map_kernel_size=5,
                   map_num_layers=8, embedding_dim=dim, embeddings_file=path, lstm_units=16,
-                  lstm_layers=3)
+                  lstm_layers=3, map_conv_impl=impl)
   tan_import.load_reference_weights(model, _reference_state(data))
   inputs = {"features": data["vis"],
             "feature_mask": np.ones(data["vis"].shape[:2], np.float32),
@@ -42,10 +42,11 @@ def _model_and_inputs(data, variant, tmp_path):
 
 
 @pytest.mark.shared_data
+@pytest.mark.parametrize("impl", tan.MAP_CONV_IMPLS)
 @pytest.mark.parametrize("variant", ["conv", "pool"])
-def test_forward_pass_matches_reference(variant, tmp_path):
+def test_forward_pass_matches_reference(variant, impl, tmp_path):
   data = _load(variant)
-  model, inputs = _model_and_inputs(data, variant, tmp_path)
+  model, inputs = _model_and_inputs(data, variant, tmp_path, impl)
   np.testing.assert_array_equal(inputs["num_words"], [7, 4, 1])
   outputs = {k: np.asarray(v) for k, v in model(inputs, return_intermediates=True).items()}
   mask = outputs["map_mask"]
@@ -62,6 +63,11 @@ def test_forward_pass_matches_reference(variant, tmp_path):
       reference = reference[:, 0]
     else:
       reference = reference.transpose(_TO_CHANNELS_LAST[reference.ndim])
+    if name == "map_out" and impl == "sparse":
+      # Only the valid cells reach the scores; the sparse layer computes no other.
+      valid = mask.astype(bool)
+      assert not got[:, ~valid].any()
+      got, reference = got[:, valid], reference[:, valid]
     # atol: float32 rounding of sums whose terms are ~100x the result (map_out is ~1e-3 after
     # eight 1/c weights); relative error alone is meaningless for values crossing zero.
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max(),
@@ -69,14 +75,36 @@ def test_forward_pass_matches_reference(variant, tmp_path):
 
 
 @pytest.mark.shared_data
+@pytest.mark.parametrize("impl", tan.MAP_CONV_IMPLS)
 @pytest.mark.parametrize("variant", ["conv", "pool"])
-def test_loss_matches_reference(variant, tmp_path):
+def test_loss_matches_reference(variant, impl, tmp_path):
   data = _load(variant)
-  model, inputs = _model_and_inputs(data, variant, tmp_path)
+  model, inputs = _model_and_inputs(data, variant, tmp_path, impl)
   outputs = model(inputs)
   loss = losses.tan_loss(outputs["scores"], data["map_gt"][:, 0], outputs["map_mask"],
                          float(data["min_iou"]), float(data["max_iou"]))
   np.testing.assert_allclose(float(loss), float(data["loss"]), rtol=1e-5)
+
+
+@pytest.mark.shared_data
+def test_loss_gradients_equal_for_both_map_conv_impls(tmp_path):
+  """The reference model's loss gradient on every weight is the same, sparse or dense."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  data = _load("conv")
+  grads = {}
+  for impl in tan.MAP_CONV_IMPLS:
+    model, inputs = _model_and_inputs(data, "conv", tmp_path, impl)
+    with tf.GradientTape() as tape:
+      outputs = model(inputs, training=True)
+      loss = losses.tan_loss(outputs["scores"], data["map_gt"][:, 0], outputs["map_mask"],
+                             float(data["min_iou"]), float(data["max_iou"]))
+    grads[impl] = {v.path.split("/", 1)[1]: np.asarray(g) for v, g in
+                   zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables))}
+  assert grads["sparse"].keys() == grads["dense"].keys()
+  for path, expected in grads["dense"].items():
+    assert np.abs(expected).max() > 0, path
+    np.testing.assert_allclose(grads["sparse"][path], expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max(), err_msg=path)
 
 
 @pytest.mark.shared_data
