@@ -72,6 +72,9 @@ def train_config(num_epochs: int, best_metric: str) -> ml_collections.ConfigDict
       checkpoint_every_steps=500,
       keep_checkpoints=3,
       eval_every_epochs=1,
+      # The query-dependence control (eval.query_diagnostics, a second pass over the split):
+      # at the last evaluation and at each new best; N > 0 adds every N-th evaluation.
+      query_check_every=0,
       best_metric=best_metric,  # Keeps the checkpoint with the best value in `best/`.
       precision="float32",  # Or "mixed_bfloat16" / "mixed_float16" (with loss scaling).
       strategy="auto",  # auto | mirrored | multi_worker | default

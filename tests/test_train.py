@@ -281,3 +281,62 @@ def test_without_a_validation_split_nothing_is_selected_and_no_schedule_may_run(
   with pytest.raises(ValueError, match="no config.data.val_split: the schedule would follow "
                      "the test split"):
     prepare_config(config)
+
+
+class _ScriptedState:
+  """What `_query_check_due` reads of a TrainState: the config and whether a table is best."""
+
+  def __init__(self, config, best):
+    self.config, self.best = config, best
+
+  def is_new_best(self, table):
+    return self.best
+
+
+@pytest.mark.parametrize("every, epoch, step, best, val_split, expected", [
+    (0, 4, 10, False, "val", True),    # the last evaluation
+    (0, 1, 4, True, "val", True),      # a new best
+    (0, 1, 4, False, "val", False),    # neither
+    (0, 1, 4, True, "", False),        # no validation split: no best to check
+    (2, 1, 4, False, "val", True),     # the 2nd evaluation with every=2
+    (2, 2, 6, False, "val", False),    # the 3rd
+])
+def test_query_check_runs_at_the_last_the_best_and_every_nth_evaluation(
+    demo_records, every, epoch, step, best, val_split, expected):
+  config = tiny_config(demo_records, query_check_every=every)
+  with config.unlocked():
+    config.data.val_split = val_split
+  due = train_lib._query_check_due(_ScriptedState(config, best), epoch, step, 10)  # pylint: disable=protected-access
+  assert (due({"Rank1@0.5": 0.1}) if callable(due) else due) is expected
+  with config.unlocked():
+    config.eval.query_diagnostics = False
+  assert train_lib._query_check_due(_ScriptedState(config, best), epoch, step, 10) is False  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("every", [0, 1])
+def test_training_evaluations_run_the_query_check_only_when_due(demo_records, tmp_path,
+                                                                monkeypatch, every):
+  checked = []
+  real = eval_lib.query_dependence
+
+  def query_dependence(*args):
+    checked.append(True)
+    return real(*args)
+
+  monkeypatch.setattr(eval_lib, "query_dependence", query_dependence)
+  config = tiny_config(demo_records, num_epochs=3, checkpoint_every_steps=100,
+                       query_check_every=every)
+  with config.unlocked():
+    config.data.batch_size = 32
+  table = train_lib.train_and_evaluate(config, str(tmp_path))
+  assert "query_dependence" in table  # the last evaluation
+  best = json.load(open(tmp_path / "best" / "best.json"))
+  assert "query_dependence" in best["table"]  # every best
+  if every == 1:
+    assert len(checked) == 3
+  else:
+    assert 1 <= len(checked) <= 3
+  with pytest.raises(ValueError, match="query_check_every must be 0"):
+    with config.unlocked():
+      config.train.query_check_every = -1
+    prepare_config(config)

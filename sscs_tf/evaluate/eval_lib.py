@@ -33,13 +33,14 @@ def make_predict_fn(model, model_name: str, loss_config, element_spec):
 
 
 def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False,
-             query_diagnostics: bool | None = None):
+             query_diagnostics=None):
   """Runs `model` over `split`.
 
   Returns (table, predictions): table maps metric names ("Rank1@0.5", "mIoU", "loss", ...)
   to floats, with "num_queries" and "seconds", and, with query diagnostics (default:
   `config.eval.query_diagnostics`), "query_dependence": the dict of `diagnostics` (which runs
-  the split a second time with swapped sentences); predictions is a list of per-query dicts
+  the split a second time with swapped sentences; `query_diagnostics` may also be a function
+  of the metric table saying whether to run it); predictions is a list of per-query dicts
   (query_id, video_id, sentence, duration, gt, segments, ious) or None.
   """
   started = time.time()
@@ -55,6 +56,8 @@ def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bo
     raise ValueError(f"Split {split!r} of {config.data.data_dir} yielded no queries.")
   table = dict(scorer.result(), loss=loss / count, num_queries=count)
   per_query = [dict(extra[p["query_id"]], **p) for p in scorer.per_query()]
+  if callable(query_diagnostics):
+    query_diagnostics = query_diagnostics(table)
   if query_diagnostics:
     table["query_dependence"] = query_dependence(dataset, predict_fn, config, per_query, words)
   table["seconds"] = time.time() - started

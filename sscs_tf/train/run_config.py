@@ -103,6 +103,9 @@ def _check_splits_and_periods(config, meta: dict) -> None:
                 "eval_every_epochs"):
     if config.train[field] < 1:
       raise ValueError(f"config.train.{field} must be at least 1, got {config.train[field]}.")
+  if config.train.get("query_check_every", 0) < 0:
+    raise ValueError("config.train.query_check_every must be 0 (the last and the best "
+                     f"evaluations) or more, got {config.train.query_check_every}.")
 
 
 def _check_values(config) -> None:

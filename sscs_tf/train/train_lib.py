@@ -200,6 +200,21 @@ def _evaluates(config, epoch: int, step: int, total_steps: int) -> bool:
   return step >= total_steps or (epoch + 1) % config.train.eval_every_epochs == 0
 
 
+def _query_check_due(state: TrainState, epoch: int, step: int, total_steps: int):
+  """When the swapped-sentence control (a second pass over the split) runs during training:
+  at the last evaluation, at one that is a new best on the validation split, and at every
+  `train.query_check_every`-th evaluation when that is > 0; never without
+  `eval.query_diagnostics`. A function of the metric table, which tells a new best."""
+  config = state.config
+  if not config.eval.get("query_diagnostics", False):
+    return False
+  every = config.train.get("query_check_every", 0)
+  index = (epoch + 1) // config.train.eval_every_epochs
+  if step >= total_steps or (every > 0 and index % every == 0):
+    return True
+  return lambda table: bool(config.data.val_split) and state.is_new_best(table)
+
+
 def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps: int):
   """Evaluates the validation split when due; updates the plateau schedule and the best
   checkpoint from it, then saves. The evaluation (test) split never steers training.
@@ -213,9 +228,9 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
   if not _evaluates(config, epoch, step, total_steps):
     return {}
   split = selection_split(config)
-  table, predictions = eval_lib.evaluate(state.model, config, split,
-                                         predict_fn=state.predict_fn,
-                                         with_predictions=True)
+  table, predictions = eval_lib.evaluate(
+      state.model, config, split, predict_fn=state.predict_fn, with_predictions=True,
+      query_diagnostics=_query_check_due(state, epoch, step, total_steps))
   writer.eval_scalars(step, split, table)
   writer.analysis_images(step, state, predictions, split=split)
   if config.data.val_split and config.optim.plateau_monitor:

@@ -154,18 +154,23 @@ class TrainState:
     if not self.chief:
       shutil.rmtree(self.directory, ignore_errors=True)
 
-  def maybe_save_best(self, step: int, table: dict, split: str) -> None:
-    """Keeps the checkpoint with the best `train.best_metric` on `split` (the validation
-    split); best.json records the split, so sscs-eval can say how it was chosen."""
+  def is_new_best(self, table: dict) -> bool:
+    """Whether `table` beats the best `train.best_metric` so far (lower is better for loss)."""
     metric = self.config.train.best_metric
     if metric not in table:
       raise ValueError(f"train.best_metric {metric!r} is not among the evaluation's metrics "
-                     f"{sorted(table)}")
+                       f"{sorted(table)}")
     value = table[metric]
-    lower_is_better = metric == "loss"
-    if self._best_value is None or (value < self._best_value if lower_is_better
-                                    else value > self._best_value):
-      self._best_value = value
+    if self._best_value is None:
+      return True
+    return value < self._best_value if metric == "loss" else value > self._best_value
+
+  def maybe_save_best(self, step: int, table: dict, split: str) -> None:
+    """Keeps the checkpoint with the best `train.best_metric` on `split` (the validation
+    split); best.json records the split, so sscs-eval can say how it was chosen."""
+    if self.is_new_best(table):
+      metric = self.config.train.best_metric
+      self._best_value = table[metric]
       fault_point("best save")
       saved = self.best_manager.save(checkpoint_number=step)
       fault_point("best saved")
