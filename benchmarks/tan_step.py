@@ -139,7 +139,8 @@ def _reference(dataset, precision, batch):
   # The authors' code moves its constants to the GPU; on a CPU they stay where they are.
   torch.Tensor.cuda = lambda self, *args, **kwargs: self
   sys.path.insert(0, os.path.join(root, "lib"))
-  from core import config as reference_config  # pylint: disable=import-outside-toplevel,import-error
+  # pylint: disable-next=import-outside-toplevel,import-error
+  from core import config as reference_config
   reference_config.update_config(os.path.join(root, DATASETS[dataset][1]))
   cfg = reference_config.config
   feature_dim = DATASETS[dataset][2]
@@ -218,6 +219,10 @@ def _check_flags():
                          "(no lib/models/tan.py)")
 
 
+def _cell(side, key, form="{:.2f}"):
+  return form.format(side[key]) if side else "-"
+
+
 def _table(results):
   print("\nmedians over processes (seconds); ratio = reference / ours")
   print("| dataset | batch | precision | ours step | ref step | step ratio | ours fwd | ref fwd "
@@ -232,12 +237,11 @@ def _table(results):
         row[side] = {k: statistics.median(r[k] for r in runs)
                      for k in ("step", "forward", "peak_rss_gib")}
     ours, ref = row.get("ours"), row.get("reference")
-    cell = lambda d, k, f="{:.2f}": f.format(d[k]) if d else "-"  # pylint: disable=unnecessary-lambda-assignment
-    ratio = lambda k: f"{ref[k] / ours[k]:.2f}x" if ours and ref else "-"  # pylint: disable=unnecessary-lambda-assignment
-    print(f"| {key[0]} | {key[1]} | {key[2]} | {cell(ours, 'step')} | {cell(ref, 'step')} | "
-          f"{ratio('step')} | {cell(ours, 'forward')} | {cell(ref, 'forward')} | "
-          f"{ratio('forward')} | {cell(ours, 'peak_rss_gib', '{:.2f} GiB')} | "
-          f"{cell(ref, 'peak_rss_gib', '{:.2f} GiB')} |", flush=True)
+    ratio = {k: f"{ref[k] / ours[k]:.2f}x" if ours and ref else "-" for k in ("step", "forward")}
+    print(f"| {key[0]} | {key[1]} | {key[2]} | {_cell(ours, 'step')} | {_cell(ref, 'step')} | "
+          f"{ratio['step']} | {_cell(ours, 'forward')} | {_cell(ref, 'forward')} | "
+          f"{ratio['forward']} | {_cell(ours, 'peak_rss_gib', '{:.2f} GiB')} | "
+          f"{_cell(ref, 'peak_rss_gib', '{:.2f} GiB')} |", flush=True)
 
 
 def main(argv):

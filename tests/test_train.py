@@ -306,11 +306,12 @@ def test_query_check_runs_at_the_last_the_best_and_every_nth_evaluation(
   config = tiny_config(demo_records, query_check_every=every)
   with config.unlocked():
     config.data.val_split = val_split
-  due = train_lib._query_check_due(_ScriptedState(config, best), epoch, step, 10)  # pylint: disable=protected-access
+  check_due = train_lib._query_check_due  # pylint: disable=protected-access
+  due = check_due(_ScriptedState(config, best), epoch, step, 10)
   assert (due({"Rank1@0.5": 0.1}) if callable(due) else due) is expected
   with config.unlocked():
     config.eval.query_diagnostics = False
-  assert train_lib._query_check_due(_ScriptedState(config, best), epoch, step, 10) is False  # pylint: disable=protected-access
+  assert check_due(_ScriptedState(config, best), epoch, step, 10) is False
 
 
 @pytest.mark.parametrize("every", [0, 1])

@@ -120,8 +120,9 @@ def _after(previous, tensor):
 
 def _gather_matmul(x, index, kernel, cells_per_chunk):
   """`[B, n, H_in]`, index `[m, T]` (n = a zero row), kernel `[T H_in, H_out]` ->
-  `[B, m, H_out]`: each output row is its T gathered rows, concatenated, times the kernel."""
-  batch, width = tf.shape(x)[0], x.shape[2]
+  `[B, m, H_out]`: each output row is its T gathered rows, concatenated, times the kernel.
+  Widths come from the kernel: a traced gradient's x may have no static width."""
+  batch, width = tf.shape(x)[0], kernel.shape[0] // index.shape[1]
   padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
   taps = index.shape[1]
   outputs = []
@@ -132,9 +133,10 @@ def _gather_matmul(x, index, kernel, cells_per_chunk):
   return tf.concat(outputs, axis=1) if len(outputs) > 1 else outputs[0]
 
 
-def _kernel_gradient(x, index, upstream, cells_per_chunk):
-  """d loss / d kernel of `_gather_matmul(x, index, kernel)`: sum of patches^T @ upstream."""
-  width, out_width = x.shape[2], upstream.shape[2]
+def _kernel_gradient(x, index, upstream, widths, cells_per_chunk):
+  """d loss / d kernel of `_gather_matmul(x, index, kernel)`: sum of patches^T @ upstream,
+  widths = (H_in, H_out)."""
+  width, out_width = widths
   padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
   total = None
   for start, stop in _chunks(index.shape[0], cells_per_chunk):
@@ -168,7 +170,8 @@ def gathered_conv(x, kernel, layer: LayerPlan, cells_per_chunk: int):
       # x[i] is read by output readers[i, t] through tap t: dx[i] = sum_t dy[readers] W_t^T.
       flipped = tf.reshape(tf.transpose(tf.reshape(kernel, (taps, in_width, out_width)),
                                         (0, 2, 1)), (taps * out_width, in_width))
-      dkernel = _kernel_gradient(x, layer.neighbours, upstream, cells_per_chunk)
+      dkernel = _kernel_gradient(x, layer.neighbours, upstream, (in_width, out_width),
+                                 cells_per_chunk)
       dx = _gather_matmul(upstream, layer.readers, flipped, cells_per_chunk)
       # The previous layer's backward pass waits for this one's: one layer's chunks at a time.
       return _after(dkernel, dx), tf.reshape(dkernel, kernel.shape)
