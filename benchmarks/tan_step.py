@@ -173,7 +173,7 @@ def _reference(dataset, precision, batch):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
   def forward():
     model.eval()
