@@ -46,6 +46,14 @@ def dummy_batch(config, batch_size: int = 1):
   }
 
 
+def xla_compiled(fn):
+  """`fn(batch)` compiled by XLA (`config.train.jit_compile`), given the batch's numeric
+  fields only: string fields (query ids, sentences) cannot enter an XLA cluster, and a model,
+  its loss and the branch read none."""
+  compiled = tf.function(fn, jit_compile=True)
+  return lambda batch: compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
+
+
 def model_checkpoint(model) -> tf.train.Checkpoint:
   """A checkpoint of the model's weights alone, readable from a full training checkpoint."""
   return tf.train.Checkpoint(model_weights=list(model.weights))

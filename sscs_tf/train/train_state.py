@@ -80,8 +80,9 @@ class TrainState:
     if self._predict_fn is None:
       spec = contract.make_dataset(self.config, self.config.data.eval_split,
                                    training=False).element_spec
-      self._predict_fn = eval_lib.make_predict_fn(self.model, self.config.model.name,
-                                                  self.config.loss, spec)
+      self._predict_fn = eval_lib.make_predict_fn(
+          self.model, self.config.model.name, self.config.loss, spec,
+          jit_compile=bool(self.config.train.get("jit_compile", False)))
     return self._predict_fn
 
   def _build(self):
