@@ -62,6 +62,7 @@ setuptools.setup(
             "sscs-demo=sscs_tf.cli.demo:run",
             "sscs-extract=sscs_tf.cli.extract:run",
             "sscs-import-2dtan=sscs_tf.cli.import_2dtan:run",
+            "sscs-import-lgi=sscs_tf.cli.import_lgi:run",
         ],
     },
     classifiers=[
