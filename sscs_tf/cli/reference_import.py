@@ -29,7 +29,8 @@ def run(tool: str, model_name: str, label: str, read_checkpoint, load_weights) -
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     if CONFIG.value.model.name != model_name:
-      raise app.UsageError(f"--config must be a {label} config (configs/{model_name}_*.py).")
+      raise app.UsageError(f"--config must be a config of {label} "
+                           f"(configs/{model_name}_*.py).")
     state = read_checkpoint(CHECKPOINT.value)
     config = prepare_config(CONFIG.value)
     model = models.build_model(config.model)

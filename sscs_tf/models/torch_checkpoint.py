@@ -36,7 +36,9 @@ def read(path: str):
   except pickle.UnpicklingError as error:
     raise ValueError(f"{path}: refused: the file is not a plain state dict of tensors "
                      f"({_reason(error)})") from None
-  except (EOFError, KeyError, RuntimeError, OSError) as error:  # empty, text, other zip
+  except Exception as error:  # pylint: disable=broad-except
+    # Garbage stops torch's reader at whatever it trips on: EOFError (empty), KeyError
+    # (text), IndexError, RuntimeError (another zip), ...
     raise ValueError(f"{path}: not a PyTorch checkpoint ({type(error).__name__}: "
                      f"{_reason(error) or 'unreadable'})") from None
 
