@@ -1,7 +1,6 @@
 """Reference 2D-TAN weights become a run folder that the evaluation tools read."""
 
 import collections
-import importlib.util
 import os
 import string
 import subprocess
@@ -38,18 +37,25 @@ def test_imported_reference_weights_reload_from_the_run_folder(tmp_path):
                              data["prediction"][:, 0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
-                    reason="torch is installed: the message for its absence cannot show")
-def test_import_command_says_how_to_get_torch(tmp_path):
+@pytest.mark.parametrize("args", [
+    ["sscs_tf.cli.import_2dtan", "--config=configs/tan_charades.py:variant=pool"],
+    ["sscs_tf.cli.import_lgi", "--config=configs/lgi_charades.py", "--reference_vocab=x.txt"],
+])
+def test_import_command_says_how_to_get_torch(tmp_path, args):
   (tmp_path / "model.pkl").write_bytes(b"not read")
+  # PyTorch hidden from the tool, installed or not: `import torch` fails as without it.
+  (tmp_path / "no_torch" / "torch").mkdir(parents=True)
+  (tmp_path / "no_torch" / "torch" / "__init__.py").write_text(
+      "raise ImportError('No module named torch')\n")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "no_torch"), REPO_ROOT]))
   result = subprocess.run(
-      [sys.executable, "-m", "sscs_tf.cli.import_2dtan", "--config",
-       "configs/tan_charades.py:variant=pool", f"--checkpoint={tmp_path / 'model.pkl'}",
+      [sys.executable, "-m", *args, f"--checkpoint={tmp_path / 'model.pkl'}",
        f"--workdir={tmp_path / 'run'}", f"--config.data.data_dir={tmp_path}"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-  assert result.returncode != 0
-  assert "Reading PyTorch checkpoints needs torch: pip install 'sscs_tf[torch]'" in \
-      result.stderr
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1, result.stderr[-3000:]
+  tool = "sscs-import-2dtan" if args[0].endswith("2dtan") else "sscs-import-lgi"
+  assert result.stderr.splitlines()[-1] == (
+      f"{tool}: Reading PyTorch checkpoints needs torch: pip install 'sscs_tf[torch]'")
 
 
 # sscs-import-lgi on the tiny demo data, from checkpoints written as the authors' code saves
