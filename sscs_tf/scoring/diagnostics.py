@@ -22,7 +22,7 @@ variants means something only once the models read the query (docs/sscs.md). Def
                     swapped sentence as with its own. Videos with one query are left out.
 
 A model is flagged query-blind (`query_blind_signs`, the warning of sscs-eval and of the
-HTML report) when any sign of docs/sscs.md holds at QUERY_BLIND_SHARE (0.9): at least that
+HTML report) when any sign of docs/sscs.md holds at QUERY_BLIND_SHARE: at least that
 share of same-video pairs have coinciding top-1 segments; another query's sentence keeps at
 least that share of the own-sentence accuracy; the top-1 lands on another query's ground
 truth at least that share as often as on its own.
