@@ -153,25 +153,11 @@ def paper_table(table: dict, split: str) -> str:
 
 
 def query_dependence_table(result: dict) -> str:
-  """The query-dependence diagnostics as markdown (percent; docs/sscs.md)."""
-  shuffled = result["query_shuffled"]
-  rule = result["hit_rule"]
-  lines = [
-      "| query dependence | value |", "|---|---|",
-      f"| same-video pairs with coinciding top-1 (IoU >= {diagnostics.COINCIDE_IOU}) | "
-      f"{_percent(result['same_top1'])} of {result['same_video_pairs']} |",
-      f"| top-1 on another query's ground truth (IoU >= {diagnostics.HIT_IOU}) | "
-      f"{_percent(result['top1_on_other_gt'])} (own: {_percent(result['top1_on_own_gt'])}) "
-      f"of {result['differing_gt_pairs']} ordered pairs |",
-      f"| {rule}, own sentence -> another query's of the video | "
-      f"{_percent(shuffled['accuracy_own'])} -> {_percent(shuffled['accuracy_swapped'])} "
-      f"({shuffled['queries']} queries) |",
-  ]
-  for moments, row in result["by_moments"].items():
-    lines.append(f"| {rule}, videos with {moments} moment(s) | {_percent(row['accuracy'])} "
-                 f"({row['queries']} queries) |")
+  """The query-dependence diagnostics as markdown (percent; docs/sscs.md), and a warning
+  line when they show a query-blind model."""
+  lines = ["| query dependence | value |", "|---|---|"]
+  lines += [f"| {label} | {value} |" for label, value in diagnostics.summary_rows(result)]
+  warning = diagnostics.query_blind_warning(result)
+  if warning:
+    lines.append(f"Warning: {warning}")
   return "\n".join(lines)
-
-
-def _percent(value: float) -> str:
-  return "n/a" if value != value else f"{100 * value:.2f}"
