@@ -19,6 +19,5 @@ def get_config(arg=None):
       runlocal=False, sscs=args.sscs)
   common.shrink_for_demo(config, args.seed)
   with config.unlocked():
-    config.model.embedding_dim = 64
-    config.model.num_heads = 4
+    config.model.num_heads = 4  # head width 16, as 128 / 8 in the published model
   return config

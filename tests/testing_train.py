@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import lgi_demo, tan_demo
+from configs import lgi_demo, tan_demo, vslnet_demo
 from sscs_tf.train.run_config import prepare_config
 
 
@@ -39,6 +39,14 @@ def tiny_lgi_config(data_dir: str, arg: str = "sscs=ss", **train):
   config = lgi_demo.get_config(arg + ",epochs=1")
   with config.unlocked():
     config.model.embedding_dim = 16
+  return _shrink(config, data_dir, train)
+
+
+def tiny_vslnet_config(data_dir: str, arg: str = "sscs=ss", **train):
+  """VSLNet at width 16 (2 heads) on the demo data."""
+  config = vslnet_demo.get_config(arg + ",epochs=1")
+  with config.unlocked():
+    config.model.num_heads = 2
   return _shrink(config, data_dir, train)
 
 

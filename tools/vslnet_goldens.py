@@ -132,6 +132,9 @@ def span_cases(rng, data_util, runner_utils):
     s_pred = int(rng.integers(0, steps))
     e_pred = int(rng.integers(s_pred, steps))
     s_time, e_time = data_util.index_to_time(s_pred, e_pred, steps, duration)
+    # Python floats: under NumPy 1.x (the authors' environment) np.float32 - float is
+    # float64, as here; NumPy 2 would compute calculate_iou in float32 instead.
+    s_time, e_time = float(s_time), float(e_time)
     preds.append((s_pred, e_pred, s_time, e_time))
     ious.append(runner_utils.calculate_iou(i0=[s_time, e_time], i1=[start, end]))
   out["eval/predictions"] = np.array(preds, np.float64)

@@ -285,5 +285,5 @@ BASELINE = Baseline(
     name="vslnet", model=VSLNet, grounding_loss=grounding_loss,
     loss_terms=("span", "highlight", "l2"), clip_count_field="max_position_length",
     scorer=Scorer, serving_head=lambda config: vslnet_spans.SpanHead(config.eval.top_k),
-    targets=targets, local_run=dict(embedding_dim=32, num_heads=2),
+    targets=targets, local_run=dict(num_heads=2),
     demo_config="configs.vslnet_demo")

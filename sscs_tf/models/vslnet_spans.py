@@ -31,11 +31,12 @@ def time_to_index(start, end, duration, num_valid, steps):
   e = tf.cast(ends, tf.float64)[:, None, :]
   gs = tf.cast(start, tf.float64)[:, None, None]
   ge = tf.cast(end, tf.float64)[:, None, None]
-  inter = tf.maximum(0.0, tf.minimum(e, ge) - tf.maximum(s, gs))
-  union = tf.maximum(1e-12, tf.maximum(e, ge) - tf.minimum(s, gs))
+  zero, floor = tf.constant(0.0, tf.float64), tf.constant(1e-12, tf.float64)
+  inter = tf.maximum(zero, tf.minimum(e, ge) - tf.maximum(s, gs))
+  union = tf.maximum(floor, tf.maximum(e, ge) - tf.minimum(s, gs))
   valid = tf.range(steps)[None] < tf.cast(num_valid, tf.int32)[:, None]
   pair_valid = valid[:, :, None] & valid[:, None, :]
-  overlap = tf.where(pair_valid, inter / union, -1.0)
+  overlap = tf.where(pair_valid, inter / union, tf.constant(-1.0, tf.float64))
   flat = tf.reshape(overlap, [tf.shape(overlap)[0], -1])
   best = tf.reduce_max(flat, axis=1, keepdims=True)
   position = tf.range(tf.shape(flat)[1])[None]
