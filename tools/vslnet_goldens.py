@@ -144,6 +144,23 @@ def span_cases(rng, data_util, runner_utils):
   return out
 
 
+# The published Charades-STA widths (main.py defaults) with a 50-character table.
+PUBLISHED = dict(CONFIG, word_dim=300, char_size=50, char_dim=50, video_feature_dim=1024,
+                 hidden_size=128, num_heads=8, max_pos_len=128)
+
+
+def published_parameter_counts(tf, VSLNet, count_params):
+  """The authors' trainable-parameter count of the published model, per predictor."""
+  counts = []
+  for predictor in ("rnn", "transformer"):
+    graph = tf.Graph()
+    with graph.as_default():
+      VSLNet(SimpleNamespace(predictor=predictor, **PUBLISHED), graph=graph,
+             vectors=np.zeros((10, 300), np.float32))
+      counts.append(count_params())
+  return np.array(counts, np.int64)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--reference_dir", required=True, help="a checkout of 26hzhang/VSLNet")
@@ -157,6 +174,7 @@ def main(argv=None):
   import tensorflow as tf2  # pylint: disable=import-outside-toplevel
   tf = tf2.compat.v1
   from model.VSLNet import VSLNet  # pylint: disable=import-outside-toplevel
+  from model.ops import count_params  # pylint: disable=import-outside-toplevel
   from util import data_util, runner_utils  # pylint: disable=import-outside-toplevel
   from util.data_loader import TrainLoader  # pylint: disable=import-outside-toplevel
 
@@ -174,6 +192,7 @@ def main(argv=None):
   for predictor in ("rnn", "transformer"):
     out.update(run_model(tf, VSLNet, predictor, vectors, batch, args.seed))
   out.update(span_cases(rng, data_util, runner_utils))
+  out["published/num_params"] = published_parameter_counts(tf, VSLNet, count_params)
   os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
   tmp = args.output + ".tmp.npz"
   np.savez_compressed(tmp, **out)

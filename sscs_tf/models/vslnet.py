@@ -169,7 +169,9 @@ class VSLNet(keras.Model):
                                                    training=training)
     cut = {"start_logits": start_logits, "end_logits": end_logits,
            "highlight_logits": highlight_logits, "clip_features": got["video_encoded"]}
-    outputs = {k: _pad_steps(ops.cast(cut[k], "float32"), steps, k) for k in _STEP_OUTPUTS}
+    outputs = {k: tf.ensure_shape(_pad_steps(ops.cast(cut[k], "float32"), steps, k),
+                                  full_mask.shape[:2] + cut[k].shape[2:])
+               for k in _STEP_OUTPUTS}
     square_sum = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(w, "float32")))
                                     for w in self.regularized_weights()]))
     outputs.update(clip_mask=full_mask, sentence_feature=ops.cast(pooled, "float32"),

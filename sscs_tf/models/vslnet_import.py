@@ -100,13 +100,13 @@ def load_reference_weights(model: vslnet.VSLNet, variables: Mapping[str, np.ndar
   pairs = reference_weight_map(model)
   weights = {k: v for k, v in variables.items() if not any(s in k for s in _NOT_WEIGHTS)}
   missing = sorted(set(pairs) - set(weights) | ({WORD_TABLE} - set(weights)))
+  extra = sorted(set(weights) - set(pairs) - {WORD_TABLE})
+  if extra:  # named first: with missing ones too, it is another configuration's
+    raise ValueError(f"{source} holds {extra[0]!r}, which this model configuration has no "
+                     f"weight for ({len(extra)} unused, {len(missing)} missing); check "
+                     "model.predictor and model.char_vocab_size.")
   if missing:
     raise ValueError(f"{source} has no variable {missing[0]!r} (missing: {missing}).")
-  extra = sorted(set(weights) - set(pairs) - {WORD_TABLE})
-  if extra:
-    raise ValueError(f"{source} holds {extra[0]!r}, which this model configuration has no "
-                     f"weight for (all unused: {extra}); check model.predictor and "
-                     "model.char_vocab_size.")
   updates = []
   for name, variable in pairs.items():
     value = np.asarray(weights[name], np.float32)
