@@ -83,7 +83,7 @@ def drop_reason(flags: int, protocol: str) -> str:
 def summary(flags_per_query: Iterable[int], video_ids: Iterable[str], protocol: str) -> dict:
   """meta.json's per-protocol counts: kept queries and videos; for "tan" the drops by reason
   and the clipped times, for "lgi" the unusual annotations it keeps as they are, for
-  "vslnet" the clipped times."""
+  "vslnet" the clipped times and the reversed queries it keeps."""
   kept_videos, kept, notes = set(), 0, collections.Counter()
   for flags, video_id in zip(flags_per_query, video_ids):
     if not keeps(flags, protocol):
@@ -91,9 +91,11 @@ def summary(flags_per_query: Iterable[int], video_ids: Iterable[str], protocol: 
       continue
     kept += 1
     kept_videos.add(video_id)
-    for bit, name in (_TAN_CLIPS.items() if protocol in _CLIPS_TIMES else FLAG_NAMES.items()):
-      if flags & bit:
-        notes[name if protocol in _CLIPS_TIMES else f"kept: {name}"] += 1
+    if protocol in _CLIPS_TIMES:
+      notes.update(name for bit, name in _TAN_CLIPS.items() if flags & bit)
+    kept_as_is = FLAG_NAMES if protocol == "lgi" else (
+        {} if protocol == "tan" else {b: n for b, n in FLAG_NAMES.items() if b & _TAN_DROPS})
+    notes.update(f"kept: {name}" for bit, name in kept_as_is.items() if flags & bit)
   return {"queries": kept, "videos": len(kept_videos), "notes": dict(sorted(notes.items()))}
 
 

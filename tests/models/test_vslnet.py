@@ -145,7 +145,7 @@ def test_vslnet_protocol_keeps_every_query_and_clips_its_times():
   np.testing.assert_array_equal(ends, [4.0, 10.0, 2.0])
   summary = protocol.summary(flags, ["a", "b", "c"], "vslnet")
   assert summary == {"queries": 3, "videos": 3, "notes": {
-      "end clipped to the duration": 1, "start clipped to 0": 1}}
+      "end clipped to the duration": 1, "kept: start >= end": 1, "start clipped to 0": 1}}
   assert protocol.COUNTED_AS["vslnet"] == "lgi"  # meta.json counts it as LGI's rule
 
 
