@@ -19,15 +19,14 @@ the one sentence-level vector the model computes (docs/models.md, "VSLNet with S
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from sscs_tf.models import heads
 from sscs_tf.models import vslnet_layers as vl
 from sscs_tf.models import vslnet_spans
 from sscs_tf.models.baseline import Baseline
 from sscs_tf.models.tan_layers import load_embedding_matrix
-from sscs_tf.scoring import metrics
 
 # Per-step outputs, padded back to the input's S.
 _STEP_OUTPUTS = ("start_logits", "end_logits", "highlight_logits", "clip_features")
@@ -247,15 +246,9 @@ def targets(batch, data_config):
   return {"start_index": start, "end_index": end, "highlight_labels": labels}
 
 
-class Scorer:
+class Scorer(heads.OneSegmentScorer):
   """VSLNet's evaluation (util/runner_utils.py `eval_test`): the decoded steps become seconds
   as `index_to_time` computes them; R@1 with IoU >= m and mIoU (the authors print them x100)."""
-
-  TOP1_METRIC, STRICT = "R1@0.5", False
-
-  def __init__(self, eval_config):
-    self.thresholds = tuple(eval_config.iou_thresholds)
-    self._pred, self._gt, self._ids, self._durations = [], [], [], []
 
   @staticmethod
   def outputs_to_numpy(outputs):
@@ -263,24 +256,9 @@ class Scorer:
     num_valid = tf.cast(tf.reduce_sum(outputs["clip_mask"], axis=1), tf.int32)
     return {"start_index": start, "end_index": end, "num_valid": num_valid}
 
-  def update(self, out, batch):
-    self._pred.append(vslnet_spans.index_to_time_np(
-        out["start_index"], out["end_index"], out["num_valid"], batch["duration"]))
-    self._gt.append(np.stack([batch["start"], batch["end"]], axis=1))
-    self._durations.append(batch["duration"])
-    self._ids.extend(batch["query_id"])
-
-  def result(self):
-    return metrics.r_at_1(np.concatenate(self._pred), np.concatenate(self._gt),
-                          self.thresholds)
-
-  def per_query(self):
-    pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
-    ious = metrics.span_iou(pred, gt)
-    durations = np.concatenate(self._durations)
-    return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
-                 segments=[pred[i].tolist()], ious=[float(ious[i])])
-            for i, qid in enumerate(self._ids)]
+  def predicted_seconds(self, out, batch):
+    return vslnet_spans.index_to_time_np(out["start_index"], out["end_index"],
+                                         out["num_valid"], batch["duration"])
 
 
 BASELINE = Baseline(
