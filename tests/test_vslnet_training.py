@@ -7,24 +7,17 @@ import tensorflow as tf
 from sscs_tf.data import preprocess
 from sscs_tf.models import vslnet_spans
 from sscs_tf.run import run_dir
-from sscs_tf.serve import export_lib
-from sscs_tf.train import train_lib
-from tests.testing_train import encode_sentences, serve_in_fresh_process, tiny_vslnet_config
+from tests.testing_train import (encode_sentences, long_and_short_videos, serve_in_fresh_process,
+                                 tiny_vslnet_config, train_and_export_on_two_replicas)
 
 SENTENCES = ["a person opens the door", "person sits on a chair"]
 
 
 def test_vslnet_trains_on_two_replicas_and_exports(demo_records, tmp_path, two_cpu_strategy):
   config = tiny_vslnet_config(demo_records, num_train_steps=4)
-  table = train_lib.train_and_evaluate(config, str(tmp_path / "run"),
-                                       strategy=two_cpu_strategy)
+  table = train_and_export_on_two_replicas(config, tmp_path, two_cpu_strategy)
   assert {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "loss"} <= set(table)
-  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
-  rng = np.random.default_rng(1)
-  # One video longer than 128 rows (averaged into 128 steps), one shorter (padded).
-  inputs = {"features": rng.normal(size=(2, 300, 32)).astype(np.float32),
-            "lengths": np.array([300, 70], np.int32),
-            "durations": np.array([40.0, 12.0], np.float32)}
+  inputs = long_and_short_videos()  # 300 rows (averaged into 128 steps) and 70 (padded)
   segments, scores, names = serve_in_fresh_process(tmp_path / "model", inputs, SENTENCES,
                                                    tmp_path)
   assert segments.shape == (2, 5, 2) and np.all(np.diff(scores, axis=1) <= 0)

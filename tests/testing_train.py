@@ -12,6 +12,7 @@ import tensorflow as tf
 from configs import lgi_demo, tan_demo, vslnet_demo
 from sscs_tf.data import text
 from sscs_tf.models import contract
+from sscs_tf.serve import export_lib
 from sscs_tf.train import objective, train_lib
 from sscs_tf.train.run_config import prepare_config
 from sscs_tf.train.train_state import TrainState
@@ -122,3 +123,18 @@ def encode_sentences(vocab, sentences):
   width = max(map(len, tokens))
   word_ids = np.array([vocab.encode(t) + [0] * (width - len(t)) for t in tokens], np.int32)
   return word_ids, np.array([len(t) for t in tokens], np.int32)
+
+
+def long_and_short_videos(feature_dim: int = 32):
+  """A request's videos: one of 300 rows (longer than 128) and one of 70, random."""
+  rng = np.random.default_rng(1)
+  return {"features": rng.normal(size=(2, 300, feature_dim)).astype(np.float32),
+          "lengths": np.array([300, 70], np.int32),
+          "durations": np.array([40.0, 12.0], np.float32)}
+
+
+def train_and_export_on_two_replicas(config, tmp_path, strategy) -> dict:
+  """A tiny run on two replicas, exported to tmp_path/model; its last evaluation table."""
+  table = train_lib.train_and_evaluate(config, str(tmp_path / "run"), strategy=strategy)
+  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
+  return table

@@ -7,9 +7,7 @@ import re
 import h5py
 import pytest
 
-from sscs_tf.serve import export_lib
-from sscs_tf.train import train_lib
-from tests.features.test_video_end_to_end import VIDEO_ID, _run
+from tests.features.test_video_end_to_end import VIDEO_ID, _run, train_and_export_on_val
 from tests.testing import shared_path
 from tests.testing_train import tiny_vslnet_config
 
@@ -38,13 +36,7 @@ def test_real_video_through_vslnet(tmp_path, rgb_scratch_weights):
                    "--allow_missing_features", "--num_shards=1")
   assert converted.returncode == 0, converted.stderr[-3000:]
 
-  config = tiny_vslnet_config(data, "sscs=off", num_train_steps=2)
-  with config.unlocked():
-    config.model.feature_dim = 1024
-    config.data.train_split, config.data.eval_split = "val", "test"
-    config.data.batch_size = 3
-  train_lib.train_and_evaluate(config, str(tmp_path / "run"))
-  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
+  train_and_export_on_val(tiny_vslnet_config(data, "sscs=off", num_train_steps=2), tmp_path)
 
   sentence = "She lifts a barbell to her chest."  # val_1, [2.91, 6.54] s
   grounded = _run("sscs_tf.cli.ground", f"--model={tmp_path / 'model'}", f"--video={video}",
