@@ -1,12 +1,19 @@
 """VSLNet through the same trainer, Sscs branch, evaluation and export as 2D-TAN and LGI
 (its Sscs variants: tests/test_variants.py)."""
 
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from sscs_tf.data import preprocess
 from sscs_tf.models import vslnet_spans
 from sscs_tf.run import run_dir
+from tests.testing import REPO_ROOT
 from tests.testing_train import (encode_sentences, long_and_short_videos, serve_in_fresh_process,
                                  tiny_vslnet_config, train_and_export_on_two_replicas)
 
@@ -40,3 +47,22 @@ def test_vslnet_trains_on_two_replicas_and_exports(demo_records, tmp_path, two_c
   assert len(names) == len(model.weights)
   assert not [n for n in names if any(k in n for k in ("psi", "phi", "caption", "sscs",
                                                          "support", "decoder"))]
+
+
+@pytest.mark.slow
+def test_demo_with_vslnet(tmp_path):
+  """`sscs-demo --baseline vslnet`, one epoch: data, training with Sscs, the test table, the
+  report, the export and a sentence grounded through it."""
+  result = subprocess.run(
+      [sys.executable, "-m", "sscs_tf.cli.demo", "--baseline=vslnet",
+       f"--workdir={tmp_path / 'demo'}", "--config_arg=sscs=ss,epochs=1"],
+      capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT))
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = result.stdout
+  assert "| split | R1@0.3 | R1@0.5 | R1@0.7 | mIoU |" in out
+  assert (tmp_path / "demo" / "report_vslnet.html").exists()
+  grounded = re.findall(r"^\s+\d\.\s+([\d.]+) s -\s+([\d.]+) s\s+score ([\d.]+)$", out, re.M)
+  assert len(grounded) == 5 and all(float(s) < float(e) for s, e, _ in grounded)
+  scores = [float(score) for _, _, score in grounded]
+  assert scores == sorted(scores, reverse=True)

@@ -1,6 +1,7 @@
 """VSLNet's losses, targets, decoding, serving head, scorer and importer on hand-computed
 cases (the parity with the authors' code is tests/models/test_vslnet_parity.py)."""
 
+import json
 import math
 import os
 
@@ -245,3 +246,18 @@ def test_charades_config_builds_the_published_model(predictor, index, tmp_path):
   model = models.build_model(fields)
   trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
   assert trainable == int(np.load(GOLDENS)["published/num_params"][index])
+
+
+def test_config_from_the_authors_configs_json(tmp_path):
+  written = dict(video_feature_dim=1024, word_dim=300, char_size=52, char_dim=50,
+                 hidden_size=128, num_heads=8, max_pos_len=128, drop_rate=0.2,
+                 predictor="rnn", highlight_lambda=5.0, task="charades")
+  (tmp_path / "configs.json").write_text(json.dumps(written))
+  fields = vslnet_import.config_from_reference(str(tmp_path / "configs.json"))
+  assert fields == dict(name="vslnet", feature_dim=1024, embedding_dim=300,
+                        char_vocab_size=52, char_dim=50, hidden_size=128, num_heads=8,
+                        max_position_length=128, dropout=0.2, predictor="rnn")
+  del written["max_pos_len"]
+  (tmp_path / "configs.json").write_text(json.dumps(written))
+  with pytest.raises(ValueError, match="configs.json: no field 'max_pos_len'"):
+    vslnet_import.config_from_reference(str(tmp_path / "configs.json"))
