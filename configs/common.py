@@ -223,9 +223,12 @@ def vslnet_config(*, dataset: str, feature_dim: int, max_position_length: int,
       vocab_size=0,  # Filled from the data_prep output (vocab.txt) when training starts.
       embedding_dim=300,  # Published: --word_dim 300, GloVe 840B, frozen.
       embeddings_file="auto",  # The data's GloVe rows when data_prep wrote them.
-      # The authors' character CNN (--char_dim 50) needs character ids the input pipeline
-      # does not carry; 0 leaves it out (docs/models.md, VSLNet, "Deviations").
-      char_vocab_size=0,
+      # The authors' character CNN (--char_dim 50): their table holds padding, unknown and
+      # the characters seen at least 5 times in the train and test tokens; that rule on this
+      # project's Charades-STA tokens keeps 29. Each word's characters come from the data's
+      # vocab.txt (models/vslnet.py).
+      char_vocab_size=31,
+      vocab_file="auto",
       char_dim=50,
       hidden_size=128,  # Published: --hidden_size 128.
       num_heads=8,  # Published: --num_heads 8.

@@ -18,9 +18,13 @@ query as VSLNet itself pools it (`QueryPoolingConcat`: a softmax over the encode
 the one sentence-level vector the model computes (docs/models.md, "VSLNet with Sscs").
 """
 
+import os
+
 import keras
 import tensorflow as tf
 from keras import ops
+
+from sscs_tf.data import text
 
 from sscs_tf.models import heads
 from sscs_tf.models import vslnet_layers as vl
@@ -43,8 +47,11 @@ class VSLNet(keras.Model):
     embeddings_file: `.npy` `[vocab_size, embedding_dim]`: frozen vectors (the authors'
       GloVe table); rows 0 and 1 are replaced by zeros and the learned unknown-word vector.
       Empty: the whole table is learned.
-    char_vocab_size: the authors' `char_size`; 0 leaves out the character CNN. With it the
-      inputs carry `char_ids [B, L, C]`.
+    char_vocab_size: the authors' `char_size`; 0 leaves out the character CNN.
+    vocab_file: the data's vocab.txt, whose words give each word id its characters
+      (`vslnet_layers.word_char_table`, a non-trainable table the checkpoint and the export
+      hold); empty: the inputs carry `char_ids [B, L, C]` (as the authors' loader builds
+      them) when the character CNN is on.
     char_dim: character vector width (50).
     hidden_size: H (128).
     num_heads: attention heads of the feature encoder (8).
@@ -60,7 +67,8 @@ class VSLNet(keras.Model):
   """
 
   def __init__(self, *, feature_dim: int, vocab_size: int, embedding_dim: int = 300,
-               embeddings_file: str = "", char_vocab_size: int = 0, char_dim: int = 50,
+               embeddings_file: str = "", char_vocab_size: int = 0, vocab_file: str = "",
+               char_dim: int = 50,
                hidden_size: int = 128, num_heads: int = 8, max_position_length: int = 128,
                dropout: float = 0.2, predictor: str = "rnn", **kwargs):
     super().__init__(**kwargs)
@@ -69,6 +77,7 @@ class VSLNet(keras.Model):
     self.embedding_dim = embedding_dim
     self.embeddings_file = embeddings_file
     self.char_vocab_size = char_vocab_size
+    self.vocab_file = vocab_file
     self.char_dim = char_dim
     self.hidden_size = hidden_size
     self.num_heads = num_heads
@@ -93,13 +102,15 @@ class VSLNet(keras.Model):
                                                    self.embedding_dim))
     self.unk = self.add_weight(shape=(1, self.embedding_dim), initializer="glorot_uniform",
                                name="unk")
-    self.char_cnn = None
+    self.char_cnn = self.word_chars = None
     word_width = self.embedding_dim
     if self.char_vocab_size:
       self.char_cnn = vl.CharCNN(self.char_vocab_size, self.char_dim, self.dropout,
                                  name="char_cnn")
       self.char_cnn.build()
       word_width += sum(vl.CHAR_FILTERS)
+      if self.vocab_file:
+        self._build_word_chars()
     self.drop = keras.layers.Dropout(self.dropout)
     self.video_projection = keras.layers.Dense(h, name="video_projection")
     self.video_projection.build((None, None, self.feature_dim))
@@ -116,6 +127,18 @@ class VSLNet(keras.Model):
     for layer in (self.encoder, self.attention, self.concat, self.highlighter,
                   self.span_predictor):
       layer.build()
+
+  def _build_word_chars(self):
+    if not os.path.isfile(self.vocab_file):
+      raise FileNotFoundError(f"model.vocab_file {self.vocab_file!r} does not exist.")
+    tokens = text.Vocabulary.load(self.vocab_file).tokens
+    if len(tokens) != self.vocab_size:
+      raise ValueError(f"model.vocab_file {self.vocab_file!r} has {len(tokens)} words; "
+                       f"model.vocab_size is {self.vocab_size}.")
+    table = vl.word_char_table(tokens, self.char_vocab_size, len(text.RESERVED_TOKENS))
+    self.word_chars = self.add_weight(shape=table.shape, dtype="int32", trainable=False,
+                                      initializer="zeros", name="word_chars")
+    self.word_chars.assign(table)
 
   def regularized_weights(self):
     """The weights the authors give their L2 regulariser (model/ops.py `regularizer`)."""
@@ -135,8 +158,12 @@ class VSLNet(keras.Model):
     words = self.drop(words, training=training)
     if self.char_cnn is None:
       return words
+    if char_ids is None and self.word_chars is not None:
+      char_ids = ops.take(self.word_chars, word_ids, axis=0)
     if char_ids is None:
-      raise ValueError("model.char_vocab_size is set, so the inputs need char_ids [B, L, C].")
+      raise ValueError("model.char_vocab_size is set without model.vocab_file, so the inputs "
+                       "need char_ids [B, L, C].")
+    char_ids = vl.cut_to_longest_word(char_ids)
     return ops.concatenate([words, ops.cast(self.char_cnn(char_ids, training=training),
                                             words.dtype)], axis=-1)
 
@@ -186,7 +213,8 @@ class VSLNet(keras.Model):
     config.update(
         feature_dim=self.feature_dim, vocab_size=self.vocab_size,
         embedding_dim=self.embedding_dim, embeddings_file=self.embeddings_file,
-        char_vocab_size=self.char_vocab_size, char_dim=self.char_dim,
+        char_vocab_size=self.char_vocab_size, vocab_file=self.vocab_file,
+        char_dim=self.char_dim,
         hidden_size=self.hidden_size, num_heads=self.num_heads,
         max_position_length=self.max_position_length, dropout=self.dropout,
         predictor=self.predictor)

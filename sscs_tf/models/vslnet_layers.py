@@ -10,9 +10,12 @@ without an initialiser starts Glorot-uniform and every bias zero, and the LSTM i
 give their L2 regulariser are listed by `regularized_weights`; the model adds the penalty.
 """
 
+import collections
 import math
+from typing import Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 MASK_VALUE = -1e30
@@ -431,3 +434,29 @@ class CharCNN(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "char_vocab_size": self.char_vocab_size,
             "char_dim": self.char_dim, "dropout": self.dropout}
+
+
+def word_char_table(tokens: Sequence[str], char_vocab_size: int,
+                    reserved: int = 3) -> np.ndarray:
+  """Each vocabulary word's character ids, `[len(tokens), C]` int32, C = max(longest word, 4).
+
+  The authors' character dictionary (util/data_gen.py `vocab_emb_gen`): 0 padding, 1 unknown,
+  then characters most common first; here counted over the vocabulary's words (the authors
+  count over every token, keeping those seen 5 times), up to char_vocab_size - 2 of them.
+  The first `reserved` tokens (<pad>, <unk>, <eos>) have no characters.
+  """
+  counts = collections.Counter(c for word in tokens[reserved:] for c in word)
+  ids = {c: i + 2 for i, (c, _) in enumerate(counts.most_common(char_vocab_size - 2))}
+  width = max([len(w) for w in tokens[reserved:]] + [max(CHAR_KERNELS)])
+  table = np.zeros((len(tokens), width), np.int32)
+  for row, word in enumerate(tokens[reserved:], start=reserved):
+    table[row, :len(word)] = [ids.get(c, 1) for c in word]
+  return table
+
+
+def cut_to_longest_word(char_ids):
+  """`char_ids [B, L, C]` cut to the batch's longest word (at least the widest kernel, 4),
+  as the authors' loader pads characters to the batch's longest word: the kernel-k windows
+  over padding reach the max, so how many padded characters there are matters."""
+  length = ops.max(ops.sum(ops.cast(ops.not_equal(char_ids, 0), "int32"), axis=-1))
+  return char_ids[:, :, :ops.maximum(length, max(CHAR_KERNELS))]

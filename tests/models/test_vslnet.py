@@ -13,7 +13,7 @@ import tensorflow as tf
 from configs import vslnet_charades
 from sscs_tf import models
 from sscs_tf.data import preprocess, protocol
-from sscs_tf.models import vslnet, vslnet_import, vslnet_spans
+from sscs_tf.models import vslnet, vslnet_import, vslnet_layers, vslnet_spans
 
 GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "vslnet.npz")
 NEG = -1e30
@@ -242,7 +242,7 @@ def test_charades_config_builds_the_published_model(predictor, index, tmp_path):
   # The authors' count (tools/vslnet_goldens.py) is of their model with a 50-character
   # table and a frozen 10-word GloVe table.
   fields.update(vocab_size=12, embeddings_file=str(tmp_path / "glove.npy"),
-                char_vocab_size=50, predictor=predictor)
+                char_vocab_size=50, vocab_file="", predictor=predictor)
   model = models.build_model(fields)
   trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
   assert trainable == int(np.load(GOLDENS)["published/num_params"][index])
@@ -261,3 +261,43 @@ def test_config_from_the_authors_configs_json(tmp_path):
   (tmp_path / "configs.json").write_text(json.dumps(written))
   with pytest.raises(ValueError, match="configs.json: no field 'max_pos_len'"):
     vslnet_import.config_from_reference(str(tmp_path / "configs.json"))
+
+
+def test_word_characters_come_from_the_vocabulary():
+  tokens = ["<pad>", "<unk>", "<eos>", "the", "person", "a", "opens", "xyz"]
+  table = vslnet_layers.word_char_table(tokens, char_vocab_size=6)
+  # Counted over the words: e 3, p 2, s 2, o 2, n 2, then t h r a x y z once (ties in the
+  # order first seen); 6 - 2 = 4 characters get ids 2..5 (e p s o), the others 1.
+  assert table.shape == (8, 6)  # C: "person", the longest word
+  np.testing.assert_array_equal(table[:3], 0)  # reserved tokens: no characters
+  np.testing.assert_array_equal(table[3], [1, 1, 2, 0, 0, 0])  # t h e
+  np.testing.assert_array_equal(table[4], [3, 2, 1, 4, 5, 1])  # p e r s o n
+  np.testing.assert_array_equal(table[5], [1, 0, 0, 0, 0, 0])  # a
+  assert vslnet_layers.word_char_table(tokens[:6], 6).shape == (6, 6)
+  assert vslnet_layers.word_char_table(["<pad>", "<unk>", "<eos>", "a"], 6).shape == (4, 4)
+
+
+def test_model_reads_word_characters_from_the_vocabulary(tmp_path):
+  tokens = ["<pad>", "<unk>", "<eos>", "the", "person", "a", "opens", "xyz"]
+  (tmp_path / "vocab.txt").write_text("\n".join(tokens) + "\n")
+  model = vslnet.VSLNet(feature_dim=3, vocab_size=8, embedding_dim=4, char_vocab_size=6,
+                        vocab_file=str(tmp_path / "vocab.txt"), char_dim=3, hidden_size=8,
+                        num_heads=2, max_position_length=6, dropout=0.0)
+  assert not model.word_chars.trainable
+  assert any(w is model.word_chars for w in model.non_trainable_weights)
+  rng = np.random.default_rng(0)
+  word_ids = np.array([[3, 5, 0], [4, 6, 7]], np.int32)
+  inputs = {"features": rng.normal(size=(2, 4, 3)).astype(np.float32),
+            "feature_mask": np.ones((2, 4), np.float32), "word_ids": word_ids,
+            "num_words": np.array([2, 3], np.int32)}
+  table = vslnet_layers.word_char_table(tokens, 6)
+  # The same as the character ids given, padded wider than the longest word: the model cuts
+  # them to the batch's longest word, as the authors' loader pads them.
+  given = np.pad(table[word_ids], [[0, 0], [0, 0], [0, 3]])
+  for name in ("start_logits", "end_logits", "sentence_feature"):
+    np.testing.assert_allclose(model(inputs)[name], model({**inputs, "char_ids": given})[name],
+                               rtol=1e-6)
+  (tmp_path / "short.txt").write_text("\n".join(tokens[:5]) + "\n")
+  with pytest.raises(ValueError, match="has 5 words; model.vocab_size is 8"):
+    vslnet.VSLNet(feature_dim=3, vocab_size=8, char_vocab_size=6,
+                  vocab_file=str(tmp_path / "short.txt"))
