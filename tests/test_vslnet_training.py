@@ -13,6 +13,7 @@ import tensorflow as tf
 from sscs_tf.data import preprocess
 from sscs_tf.models import vslnet_spans
 from sscs_tf.run import run_dir
+from sscs_tf.train.run_config import prepare_config
 from tests.testing import REPO_ROOT
 from tests.testing_train import (encode_sentences, long_and_short_videos, serve_in_fresh_process,
                                  tiny_vslnet_config, train_and_export_on_two_replicas)
@@ -66,3 +67,11 @@ def test_demo_with_vslnet(tmp_path):
   assert len(grounded) == 5 and all(float(s) < float(e) for s, e, _ in grounded)
   scores = [float(score) for _, _, score in grounded]
   assert scores == sorted(scores, reverse=True)
+
+
+def test_model_files_set_to_auto_are_the_datas(demo_records):
+  config = prepare_config(tiny_vslnet_config(demo_records))
+  assert config.model.vocab_file == os.path.join(os.path.abspath(demo_records), "vocab.txt")
+  assert config.model.embeddings_file == os.path.join(os.path.abspath(demo_records),
+                                                      "embeddings.npy")
+  assert config.model.char_vocab_size == 31
