@@ -7,7 +7,7 @@ TensorFlow in a separate environment and set TF_USE_LEGACY_KERAS=1. On CPU:
 
   python3 -m venv /tmp/vslnet-ref && . /tmp/vslnet-ref/bin/activate
   pip install tensorflow==2.21.0 tf-keras==2.21.0 tqdm numpy
-  git clone https://github.com/26hzhang/VSLNet /tmp/VSLNet
+  # a checkout of 26hzhang/VSLNet in /tmp/VSLNet, then:
   git -C /tmp/VSLNet checkout 3793c625f2e251a5f19a0d59f0c83b12e386f808
   TF_USE_LEGACY_KERAS=1 python tools/vslnet_goldens.py --reference_dir /tmp/VSLNet \
       --output tests/models/goldens/vslnet.npz
