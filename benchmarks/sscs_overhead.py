@@ -7,6 +7,7 @@ Sscs off and with SS (V-SS + CA, both objectives). Each setting runs in its own 
 
   python -m benchmarks.sscs_overhead                        # float32
   python -m benchmarks.sscs_overhead --precision=mixed_bfloat16 --steps=5
+  python -m benchmarks.sscs_overhead --jit_compile        # the step compiled by XLA
 
 Prints the median and best wall time and the median CPU time (all threads) of a step for each
 setting, the overhead of Sscs, and the time of the branch alone (forward and backward on
@@ -25,6 +26,7 @@ _CONFIG_ARG = flags.DEFINE_string("config_arg", "variant=conv,feature=i3d",
                                   "Argument of configs/tan_charades.py.")
 _VARIANTS = flags.DEFINE_list("variants", ["off", "ss"], "Sscs variants to compare.")
 _PRECISION = flags.DEFINE_string("precision", "float32", "train.precision.")
+_JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "train.jit_compile (XLA).")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps (after a warm-up step).")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Processes per variant, alternating variants "
                                "(one process's speed can differ from the next by 10-15%).")
@@ -61,6 +63,7 @@ def _run_single(variant: str) -> None:
     config.model.vocab_size = VOCAB
     config.model.embeddings_file = ""
     config.train.precision = _PRECISION.value
+    config.train.jit_compile = _JIT_COMPILE.value
     if variant != "off":
       config.sscs.vocab_size = VOCAB
       config.sscs.num_clips = models.clip_count(config.model)
@@ -115,7 +118,8 @@ def main(argv):
     for variant in _VARIANTS.value:
       out = subprocess.run([sys.executable, "-m", "benchmarks.sscs_overhead",
                             f"--single={variant}", f"--config_arg={_CONFIG_ARG.value}",
-                            f"--precision={_PRECISION.value}", f"--steps={_STEPS.value}"],
+                            f"--precision={_PRECISION.value}", f"--steps={_STEPS.value}",
+                            f"--jit_compile={_JIT_COMPILE.value}"],
                            check=True, capture_output=True, text=True).stdout
       _, _, median, best, cpu, load = next(
           l for l in out.splitlines() if l.startswith("RESULT")).split()

@@ -93,12 +93,18 @@ def test_deliberate_errors_end_with_one_line(inputs):
   results = _run_all({case: fill(args) for case, (_, args, _, _) in CASES.items()})
   for case, (tool, _, status, words) in CASES.items():
     code, _, stderr = results[case]
-    lines = stderr.splitlines()
-    assert code == status and "Traceback" not in stderr, (case, stderr[-3000:])
-    # The tool's own log lines (absl "I1201 ...") may precede the error; nothing else does.
-    assert all(line[:1] in "IWE" and "] " in line for line in lines[:-1]), (case, stderr)
-    assert not [line for line in lines if any(n in line for n in NOISE)], (case, stderr)
-    assert lines[-1].startswith(f"{tool}: ") and words in lines[-1], (case, stderr)
+    assert_one_line_error(case, code, stderr, tool, status, words)
+
+
+def assert_one_line_error(case: str, code: int, stderr: str, tool: str, status: int,
+                          words: str) -> None:
+  """`tool` ended with `status` and one line `tool: ...` holding `words`, no traceback."""
+  lines = stderr.splitlines()
+  assert code == status and "Traceback" not in stderr, (case, stderr[-3000:])
+  # The tool's own log lines (absl "I1201 ...") may precede the error; nothing else does.
+  assert all(line[:1] in "IWE" and "] " in line for line in lines[:-1]), (case, stderr)
+  assert not [line for line in lines if any(n in line for n in NOISE)], (case, stderr)
+  assert lines[-1].startswith(f"{tool}: ") and words in lines[-1], (case, stderr)
 
 
 @pytest.mark.slow

@@ -163,8 +163,65 @@ def test_evaluation_grounds_each_query_with_its_partners_sentence(demo_records, 
   assert shuffled["queries"] == len(own_hits) > 10
   assert shuffled["accuracy_own"] == pytest.approx(np.mean(own_hits), abs=1e-12)
   assert shuffled["accuracy_swapped"] == pytest.approx(np.mean(swapped_hits), abs=1e-12)
+  signs = diagnostics.query_blind_signs(result)
   if not reads_words:  # query-blind: every pair coincides and the swap changes nothing
     assert result["same_top1"] == 1.0
     assert shuffled["accuracy_swapped"] == shuffled["accuracy_own"]
+    assert len(signs) == 3  # coinciding top-1, same accuracy, as often on another's GT
   else:
     assert result["same_top1"] < 1.0
+
+
+def _check(same_top1=0.5, own=0.6, swapped=0.2, on_own=0.6, on_other=0.1):
+  """A `query_dependence` dict with the numbers the query-blind signs read."""
+  return dict(same_video_pairs=40, same_top1=same_top1, differing_gt_pairs=30,
+              top1_on_other_gt=on_other, top1_on_own_gt=on_own, hit_rule="Rank1@0.5",
+              by_moments={"1": {"queries": 10, "accuracy": 0.7},
+                          "3": {"queries": 30, "accuracy": 0.25}},
+              query_shuffled=dict(queries=36, accuracy_own=own, accuracy_swapped=swapped,
+                                  mIoU_own=0.5, mIoU_swapped=0.3))
+
+
+@pytest.mark.parametrize("numbers, signs", [
+    ({}, []),  # reads the sentence
+    # At and just below QUERY_BLIND_SHARE (0.9) of each sign.
+    ({"same_top1": 0.9}, ["top-1 segments of 90.00% of same-video query pairs coincide"]),
+    ({"same_top1": 0.89}, []),
+    ({"own": 0.5, "swapped": 0.46}, ["another query's sentence keeps its accuracy "
+                                      "(50.00% -> 46.00%)"]),
+    ({"own": 0.5, "swapped": 0.44}, []),
+    ({"on_own": 0.4, "on_other": 0.37}, ["lands on another query's ground truth as often as "
+                                         "on its own (37.00% vs 40.00%)"]),
+    ({"on_own": 0.4, "on_other": 0.35}, []),
+    # Nothing to compare (no pairs, no partner): no sign.
+    ({"same_top1": math.nan, "own": math.nan, "swapped": math.nan, "on_own": math.nan,
+      "on_other": math.nan}, []),
+    # The demo study's baseline (docs/sscs.md): 81% coinciding, 33.79 -> 33.92 swapped.
+    ({"same_top1": 0.81, "own": 0.3379, "swapped": 0.3392}, ["keeps its accuracy"]),
+])
+def test_query_blind_signs_at_the_threshold(numbers, signs):
+  got = diagnostics.query_blind_signs(_check(**numbers))
+  assert len(got) == len(signs) and all(s in g for s, g in zip(signs, got)), got
+  warning = diagnostics.query_blind_warning(_check(**numbers))
+  assert (warning.startswith("the model looks query-blind: ") and warning.endswith(
+      "(docs/sscs.md).")) if signs else warning == ""
+
+
+def test_summary_rows_and_the_eval_table():
+  from sscs_tf.evaluate import eval_lib  # pylint: disable=import-outside-toplevel
+  rows = diagnostics.summary_rows(_check(same_top1=math.nan))
+  assert rows == [
+      ("same-video pairs with coinciding top-1 (IoU >= 0.9)", "n/a of 40"),
+      ("top-1 on another query's ground truth (IoU >= 0.5)",
+       "10.00 (own: 60.00) of 30 ordered pairs"),
+      ("Rank1@0.5, own sentence -> another query's of the video", "60.00 -> 20.00 (36 queries)"),
+      ("Rank1@0.5, videos with 1 moment(s)", "70.00 (10 queries)"),
+      ("Rank1@0.5, videos with 3 moment(s)", "25.00 (30 queries)")]
+  reads = eval_lib.query_dependence_table(_check()).splitlines()
+  assert reads[:2] == ["| query dependence | value |", "|---|---|"] and len(reads) == 7
+  assert reads[4] == ("| Rank1@0.5, own sentence -> another query's of the video | "
+                      "60.00 -> 20.00 (36 queries) |")
+  blind = eval_lib.query_dependence_table(_check(same_top1=0.95)).splitlines()
+  assert blind[2] == "| same-video pairs with coinciding top-1 (IoU >= 0.9) | 95.00 of 40 |"
+  assert len(blind) == 8 and blind[-1].startswith("Warning: the model looks query-blind: the "
+                                                  "top-1 segments of 95.00% of same-video")

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -133,19 +134,87 @@ def test_sscs_off_and_on_export_the_same_graph(exported, demo_records, tmp_path)
   assert _op_types(tmp_path / "model") == _op_types(exported / "model")
 
 
-def test_saved_model_cli_lists_the_signature(exported):
+def _saved_model_cli(*args):
+  """saved_model_cli in a fresh process that has the tensorflow-text ops registered (the
+  console script alone cannot load a graph that uses them)."""
+  run = ("import sys, tensorflow_text; from tensorflow.python.tools import saved_model_cli; "
+         "sys.argv[0] = 'saved_model_cli'; sys.exit(saved_model_cli.main())")
+  return subprocess.run([sys.executable, "-c", run, *map(str, args)], capture_output=True,
+                        text=True, timeout=300)
+
+
+def _signature_inputs(show_output):
+  """{input name: (dtype, shape)} of serving_default in `saved_model_cli show` output."""
+  block = show_output.split("signature_def['serving_default']:", 1)[1]
+  block = block.split("contains the following output(s):", 1)[0]
+  return {name: (dtype, shape) for name, dtype, shape in re.findall(
+      r"inputs\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: ([^\n]+)", block)}
+
+
+def test_saved_model_cli_lists_the_signature_with_its_shapes(exported):
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
   result = subprocess.run([cli, "show", "--dir", str(exported / "model"), "--all"],
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "signature_def['serving_default']" in result.stdout
-  for name in ("sentences", "features", "lengths", "durations", "segments", "scores"):
-    assert f"['{name}']" in result.stdout
+  assert _signature_inputs(result.stdout) == {
+      "sentences": ("DT_STRING", "(-1)"), "features": ("DT_FLOAT", "(-1, -1, 32)"),
+      "lengths": ("DT_INT32", "(-1)"), "durations": ("DT_FLOAT", "(-1)")}
+  for name in ("segments", "scores"):
+    assert f"outputs['{name}']" in result.stdout
+
+
+BAD_SHAPES = [((5, 32), "got rank] [2]"), ((2, 5, 7), "got width] [7]")]
+SERVE_ONE_REQUEST = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+try:
+  serve(sentences=tf.constant(["a person opens the door", "a person"]),
+        features=tf.constant(np.load(sys.argv[2])), lengths=tf.constant([5, 3]),
+        durations=tf.constant([3.0, 2.0]))
+except tf.errors.InvalidArgumentError as error:
+  sys.exit(error.message)
+"""
+
+
+@pytest.mark.parametrize("shape, got", BAD_SHAPES)
+def test_a_request_of_another_shape_is_refused_in_a_fresh_process(exported, tmp_path, shape,
+                                                                  got):
+  # case_serve_rank2_features, case_serve_wrong_width: the signature does not enforce its
+  # declared shape, the graph's checks refuse the request (after the graph optimizer ran).
+  np.save(tmp_path / "features.npy", np.ones(shape, np.float32))
+  result = subprocess.run([sys.executable, "-c", SERVE_ONE_REQUEST, str(exported / "model"),
+                           str(tmp_path / "features.npy")],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert f"assertion failed: [features must be [batch, T, 32]: {got}" in result.stderr
+
+
+@pytest.mark.parametrize("shape", [shape for shape, _ in BAD_SHAPES])
+def test_saved_model_cli_run_refuses_a_request_of_another_shape(exported, tmp_path, shape):
+  # A client that reads the declared shape refuses before the graph runs.
+  inputs = {"sentences": np.array([b"a person opens the door", b"a person"]),
+            "features": np.ones(shape, np.float32), "lengths": np.array([5, 3], np.int32),
+            "durations": np.array([3.0, 2.0], np.float32)}
+  for name, value in inputs.items():
+    np.save(tmp_path / f"{name}.npy", value)
+  result = _saved_model_cli(
+      "run", "--dir", exported / "model", "--tag_set", "serve", "--signature_def",
+      "serving_default", "--inputs", ";".join(f"{n}={tmp_path / n}.npy" for n in inputs))
+  assert result.returncode != 0
+  assert (f"Cannot feed value of shape {shape} for Tensor serving_default_features:0, which "
+          "has shape (None, None, 32)") in result.stderr, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("change, message", [
     (dict(sentences=["...", "a person"]), r"empty sentence \(no word\) at batch indices\] \[0\]"),
-    (dict(features=np.zeros((2, 5, 7), np.float32)), r"features must be \[batch, T, 32\]"),
+    (dict(features=np.zeros((2, 5, 7), np.float32)), r"features must be \[batch, T, 32\]: "
+     r"got width\] \[7\]"),
+    (dict(features=np.zeros((2, 5, 32, 1), np.float32)), r"features must be \[batch, T, "
+     r"32\]: got rank\] \[4\]"),
     (dict(features=np.zeros((2, 0, 32), np.float32), lengths=[0, 0]), r"T = 0"),
     (dict(durations=[-1.0, 3.0]), r"durations must be positive"),
     (dict(lengths=[6, 5]), r"lengths must be in \[1, T\]"),

@@ -20,6 +20,7 @@ from sscs_tf.models.baseline import Baseline
 from sscs_tf.run import run_dir
 from sscs_tf.serve import export_lib, grounding
 from sscs_tf.train import objective, train_lib
+from tests.test_train_faults import assert_a_resumed_run_is_bitwise_equal
 from tests.testing_train import tiny_lgi_config
 
 
@@ -28,22 +29,26 @@ from tests.testing_train import tiny_lgi_config
 class ToyGrounder(keras.Model):
   """Projected segments times the mean word vector, pooled -> (t_s, t_e) as fractions.
 
-  Args: feature_dim (D), vocab_size, hidden_size (H), num_segments (S).
+  Args: feature_dim (D), vocab_size, hidden_size (H), num_segments (S), dropout (rate on
+    the projected segments while training).
   Call: the contract's inputs -> {"span": [B, 2] sorted fractions, "clip_features" [B, S, H],
     "clip_mask" [B, S], "sentence_feature" [B, H]}.
   """
 
-  def __init__(self, *, feature_dim, vocab_size, hidden_size=16, num_segments=16, **kwargs):
+  def __init__(self, *, feature_dim, vocab_size, hidden_size=16, num_segments=16, dropout=0.0,
+               **kwargs):
     super().__init__(**kwargs)
     self.feature_dim, self.vocab_size = feature_dim, vocab_size
-    self.hidden_size, self.num_segments = hidden_size, num_segments
+    self.hidden_size, self.num_segments, self.dropout = hidden_size, num_segments, dropout
     self.clips = keras.layers.Dense(hidden_size, name="clips")
+    self.dropout_layer = keras.layers.Dropout(dropout)
     self.words = keras.layers.Embedding(vocab_size, hidden_size, name="words")
     self.span = keras.layers.Dense(2, name="span")
 
   def call(self, inputs, training=False):
     clip_mask = ops.cast(inputs["feature_mask"], "float32")
-    clips = self.clips(inputs["features"]) * clip_mask[..., None]
+    clips = self.dropout_layer(self.clips(inputs["features"]), training=training)
+    clips = clips * clip_mask[..., None]
     word_mask = ops.cast(inputs["word_ids"] > 0, "float32")
     words = self.words(inputs["word_ids"]) * word_mask[..., None]
     sentence = ops.sum(words, 1) / ops.maximum(ops.sum(word_mask, 1, keepdims=True), 1.0)
@@ -119,7 +124,7 @@ def toy_config(demo_records, monkeypatch):
   with config.unlocked():
     config.model = ml_collections.ConfigDict(dict(
         name="toy", feature_dim=config.model.feature_dim, vocab_size=0, hidden_size=16,
-        num_segments=config.data.num_segments))
+        num_segments=config.data.num_segments, dropout=0.5))
     config.loss = ml_collections.ConfigDict(dict(length_weight=0.5))
   return config
 
@@ -201,3 +206,14 @@ def test_a_record_that_disagrees_with_its_model_is_named(toy_config, monkeypatch
   monkeypatch.setitem(models.BASELINES, "toy", dataclasses.replace(TOY, local_run={"depth": 2}))
   with toy_config.unlocked(), pytest.raises(ValueError, match=r"local-run widths \['depth'\]"):
     common.shrink_for_local_run(toy_config)
+
+
+@pytest.mark.slow
+def test_a_baseline_with_dropout_resumes_bitwise(toy_config, tiny_records, tmp_path,
+                                                 monkeypatch):
+  # Its Dropout draws from a SeedGenerator: the trainer checkpoints that state with no word
+  # about this model, so the resumed run draws the masks the uninterrupted one drew.
+  with toy_config.unlocked():
+    toy_config.data.data_dir = tiny_records
+    toy_config.train.checkpoint_every_steps = 1
+  assert_a_resumed_run_is_bitwise_equal(toy_config, tmp_path, monkeypatch)

@@ -341,3 +341,48 @@ def test_training_evaluations_run_the_query_check_only_when_due(demo_records, tm
     with config.unlocked():
       config.train.query_check_every = -1
     prepare_config(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make_config", [tiny_config, tiny_lgi_config], ids=["tan", "lgi"])
+def test_xla_steps_match_the_graph_steps(make_config, demo_records, tmp_path):
+  """train.jit_compile changes how a step runs, not what it computes: the same loss terms
+  and gradients, the same losses over steps and the same evaluation outputs, to float32
+  round-off. (LGI without dropout: XLA draws other dropout masks from the same seeds.)"""
+  config = prepare_config(make_config(demo_records, "sscs=ss"))
+  if "dropout" in config.model:
+    config.model.dropout = 0.0
+  batch = next(iter(contract.make_dataset(config, "train", training=True, seed=0)))
+  eval_batch = next(iter(contract.make_dataset(config, config.data.eval_split,
+                                               training=False)))
+  results = []
+  for jit in (False, True):
+    with config.unlocked():
+      config.train.jit_compile = jit
+    tf.keras.utils.set_random_seed(0)
+    state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path / str(jit)))
+    terms, grads = tf.function(train_lib.make_losses_and_grads(state, 8))(batch)
+    steps = train_lib.make_train_steps(state, tf.distribute.get_strategy(),
+                                       config.data.batch_size)
+    history = steps(iter(tf.data.Dataset.from_tensors(batch).repeat()), tf.constant(3))
+    predicted = state.predict_fn(eval_batch)
+    results.append(([t.numpy() for t in terms],
+                     [tf.convert_to_tensor(g).numpy() for g in grads], history.numpy(),
+                     {k: v.numpy() for k, v in predicted.items()}))
+  (terms, grads, history, predicted), (xla_terms, xla_grads, xla_history, xla_predicted) = (
+      results)
+  assert len(terms) == len(objective.term_names(config.model.name, state.branch))
+  np.testing.assert_allclose(xla_terms, terms, rtol=1e-5, atol=1e-6)
+  assert len(grads) == len(state.trainable_variables())
+  # Each weight's gradient to 0.5% of its norm (XLA fuses and reorders the sums: LGI's
+  # phrase-attention kernels differ by up to 0.15%, 2D-TAN's by less than 0.1%), or to
+  # round-off of the largest gradients for those that are 0 up to round-off (a bias before
+  # a softmax).
+  scale = max(np.linalg.norm(g) for g in grads)
+  for variable, a, b in zip(state.trainable_variables(), grads, xla_grads):
+    error = np.linalg.norm(b - a)
+    assert error <= 5e-3 * np.linalg.norm(a) + 1e-6 * scale, (variable.path, error)
+  np.testing.assert_allclose(xla_history, history, rtol=1e-4, atol=1e-6)
+  assert predicted.keys() == xla_predicted.keys()
+  for key, value in predicted.items():
+    np.testing.assert_allclose(xla_predicted[key], value, rtol=1e-4, atol=1e-5, err_msg=key)

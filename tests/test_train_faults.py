@@ -19,7 +19,7 @@ from sscs_tf.train.run_config import prepare_config
 from sscs_tf.train.train_state import TrainState
 from sscs_tf.models import contract
 from tests.data_prep import fixtures
-from tests.testing_train import assert_config_refused, tiny_config
+from tests.testing_train import assert_config_refused, tiny_config, tiny_lgi_config
 
 
 def checkpoint_values(prefix: str) -> dict:
@@ -173,3 +173,66 @@ def test_non_finite_duration_is_refused_when_read(tmp_path):
   with pytest.raises(pipeline.DataError, match=r"out: \[video\] \[BBBBB\] \[has duration\] "
                      r"\[nan\]"):
     list(pipeline.checked_batches(dataset, out))
+
+
+def assert_a_resumed_run_is_bitwise_equal(config, tmp_path, monkeypatch):
+  """Trains `config` whole, and again stopped after its third checkpoint and started again:
+  the last checkpoints and best/ hold the same values."""
+  train_lib.train_and_evaluate(config, str(tmp_path / "whole"))
+  original = TrainState.save
+  saves = []
+
+  def killed_after_third(self, step):
+    original(self, step)
+    saves.append(step)
+    if len(saves) == 3:
+      raise _Killed
+
+  monkeypatch.setattr(TrainState, "save", killed_after_third)
+  with pytest.raises(_Killed):
+    train_lib.train_and_evaluate(config, str(tmp_path / "resumed"))
+  monkeypatch.setattr(TrainState, "save", original)
+  train_lib.train_and_evaluate(config, str(tmp_path / "resumed"))
+  for folder in ("checkpoints", "best"):
+    assert_same_checkpoints(tf.train.latest_checkpoint(str(tmp_path / "whole" / folder)),
+                            tf.train.latest_checkpoint(str(tmp_path / "resumed" / folder)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("baseline", ["tan", "lgi"])
+def test_a_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tiny_records, tmp_path,
+                                                                  monkeypatch, baseline):
+  # 2 steps an epoch, 4 in all: the run stops after step 3 and resumes in the second epoch.
+  # The data order (seed and epoch) and the random state its layers draw from (LGI's
+  # dropout; contract.random_state) come back from the checkpoint.
+  config = (tiny_config if baseline == "tan" else tiny_lgi_config)(
+      tiny_records, num_epochs=2, checkpoint_every_steps=1)
+  assert_a_resumed_run_is_bitwise_equal(config, tmp_path, monkeypatch)
+
+
+def test_the_random_state_of_dropout_is_checkpointed(tiny_records, tmp_path):
+  # LGI's two dropout layers draw from SeedGenerators whose states the checkpoint holds; the
+  # caption decoder's GRU holds one too (its dropout is 0: it never draws); a model with
+  # none keeps its checkpoint layout.
+  for make, arg, count in ((tiny_lgi_config, "sscs=off", 2), (tiny_config, "sscs=off", 0),
+                           (tiny_config, "sscs=ss", 1)):
+    config = prepare_config(make(tiny_records, arg))
+    state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path / f"{arg}{count}"))
+    state.save(1)
+    names = [name for name, _ in tf.train.list_variables(state.manager.latest_checkpoint)
+             if name.startswith("random_state/")]
+    assert len(names) == count, (config.model.name, arg, names)
+
+
+def test_a_checkpoint_without_random_state_still_resumes(tiny_records, tmp_path, caplog):
+  # Written before the random state was checkpointed: restored, with a warning that dropout
+  # will draw other masks than an uninterrupted run.
+  config = prepare_config(tiny_lgi_config(tiny_records))
+  state = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  state.step.assign(7)
+  tf.train.Checkpoint(**{k: v for k, v in state.parts.items() if k != "random_state"}).save(
+      str(tmp_path / "checkpoints" / "ckpt"))
+  resumed = TrainState(config, tf.distribute.get_strategy(), str(tmp_path))
+  resumed.restore_or_initialize()
+  assert resumed.step_value() == 7
+  assert "holds no random state" in caplog.text

@@ -16,20 +16,23 @@ from sscs_tf.data import pipeline
 from sscs_tf.models import contract
 from sscs_tf.scoring import diagnostics
 
-def make_predict_fn(model, model_name: str, loss_config, element_spec):
+def make_predict_fn(model, model_name: str, loss_config, element_spec,
+                    jit_compile: bool = False):
   """A compiled forward pass returning the scorer's arrays and the per-example loss, traced
-  once for the evaluation dataset's `element_spec` (any batch size, any sentence length)."""
+  once for the evaluation dataset's `element_spec` (any batch size, any sentence length);
+  with `jit_compile` (`config.train.jit_compile`), XLA compiles it once per batch shape."""
   baseline = models.get(model_name)
 
-  @tf.function(input_signature=[element_spec])
-  def predict(batch):
+  def forward(batch):
     outputs = model(contract.model_inputs(batch), training=False)
     terms = baseline.grounding_loss(outputs, batch, loss_config)
     out = baseline.scorer.outputs_to_numpy(outputs)
     out["loss"] = tf.add_n(list(terms.values()))
     return out
 
-  return predict
+  if jit_compile:
+    forward = contract.xla_compiled(forward)
+  return tf.function(forward, input_signature=[element_spec])
 
 
 def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False,
@@ -47,8 +50,9 @@ def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bo
   if query_diagnostics is None:
     query_diagnostics = bool(config.eval.get("query_diagnostics", False))
   dataset = contract.make_dataset(config, split, training=False)
-  predict_fn = predict_fn or make_predict_fn(model, config.model.name, config.loss,
-                                             dataset.element_spec)
+  predict_fn = predict_fn or make_predict_fn(
+      model, config.model.name, config.loss, dataset.element_spec,
+      jit_compile=bool(config.train.get("jit_compile", False)))
   scorer, extra, words, loss = _run(dataset, config.data.data_dir, predict_fn,
                                     models.get(config.model.name).scorer(config.eval))
   count = len(extra)
@@ -149,25 +153,11 @@ def paper_table(table: dict, split: str) -> str:
 
 
 def query_dependence_table(result: dict) -> str:
-  """The query-dependence diagnostics as markdown (percent; docs/sscs.md)."""
-  shuffled = result["query_shuffled"]
-  rule = result["hit_rule"]
-  lines = [
-      "| query dependence | value |", "|---|---|",
-      f"| same-video pairs with coinciding top-1 (IoU >= {diagnostics.COINCIDE_IOU}) | "
-      f"{_percent(result['same_top1'])} of {result['same_video_pairs']} |",
-      f"| top-1 on another query's ground truth (IoU >= {diagnostics.HIT_IOU}) | "
-      f"{_percent(result['top1_on_other_gt'])} (own: {_percent(result['top1_on_own_gt'])}) "
-      f"of {result['differing_gt_pairs']} ordered pairs |",
-      f"| {rule}, own sentence -> another query's of the video | "
-      f"{_percent(shuffled['accuracy_own'])} -> {_percent(shuffled['accuracy_swapped'])} "
-      f"({shuffled['queries']} queries) |",
-  ]
-  for moments, row in result["by_moments"].items():
-    lines.append(f"| {rule}, videos with {moments} moment(s) | {_percent(row['accuracy'])} "
-                 f"({row['queries']} queries) |")
+  """The query-dependence diagnostics as markdown (percent; docs/sscs.md), and a warning
+  line when they show a query-blind model."""
+  lines = ["| query dependence | value |", "|---|---|"]
+  lines += [f"| {label} | {value} |" for label, value in diagnostics.summary_rows(result)]
+  warning = diagnostics.query_blind_warning(result)
+  if warning:
+    lines.append(f"Warning: {warning}")
   return "\n".join(lines)
-
-
-def _percent(value: float) -> str:
-  return "n/a" if value != value else f"{100 * value:.2f}"

@@ -1,5 +1,5 @@
 """The model contract: what every grounding model is given, what it returns for the Sscs
-branch, how its weights are checkpointed, and the data it is trained on.
+branch, how its weights and random state are checkpointed, and the data it is trained on.
 
 Training, evaluation, export and the branch all go through these functions, so a baseline
 that keeps the contract (`models/baseline.py`) works with all of them.
@@ -46,9 +46,26 @@ def dummy_batch(config, batch_size: int = 1):
   }
 
 
+def xla_compiled(fn):
+  """`fn(batch)` compiled by XLA (`config.train.jit_compile`), given the batch's numeric
+  fields only: string fields (query ids, sentences) cannot enter an XLA cluster, and a model,
+  its loss and the branch read none."""
+  compiled = tf.function(fn, jit_compile=True)
+  return lambda batch: compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
+
+
 def model_checkpoint(model) -> tf.train.Checkpoint:
   """A checkpoint of the model's weights alone, readable from a full training checkpoint."""
   return tf.train.Checkpoint(model_weights=list(model.weights))
+
+
+def random_state(layer) -> list:
+  """The variables `layer` holds beside its weights: the states of the Keras SeedGenerators
+  its random layers draw from (the masks of `keras.layers.Dropout`, `keras.random.*` given a
+  SeedGenerator). A training checkpoint holds them, so that a resumed run draws what an
+  uninterrupted one would; a draw from TensorFlow's global random state would escape it."""
+  weights = {id(v) for v in layer.weights}
+  return [v for v in layer.variables if id(v) not in weights]
 
 
 def make_dataset(config, split: str, input_context=None, **kwargs) -> tf.data.Dataset:

@@ -15,6 +15,8 @@ from typing import Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from sscs_tf.core import fileio
+from sscs_tf.models import torch_checkpoint
 from sscs_tf.models.tan_import import _conv1d, _linear, _same, assign_converted
 
 # Entries the port has no variable for: PyTorch's BN step counters, and the unused Linear.
@@ -41,6 +43,61 @@ def reference_vocabulary(train_sentences: Iterable[str]) -> list:
   return list(REFERENCE_RESERVED) + sorted(words)
 
 
+def read_reference_vocabulary(path: str) -> list:
+  """The reference's word list from one of the files a user of the authors' code has.
+
+  Args:
+    path: the query-info JSON their code writes beside its data (`wtoi`: word -> id), or
+      the training annotations it builds the vocabulary from: Charades-STA's
+      `charades_sta_train.txt` (`video start end##sentence` lines) or ActivityNet Captions'
+      `train.json` (`{video: {"sentences": [...]}}`).
+
+  Raises ValueError naming the file (and line) when it is none of these.
+  """
+  if path.endswith(".json"):
+    try:
+      content = fileio.read_json(path)
+    except ValueError as error:
+      raise ValueError(f"{path}: not JSON ({error}).") from None
+    if isinstance(content, Mapping) and "wtoi" in content:
+      return _tokens_by_id(path, content["wtoi"])
+    if isinstance(content, Mapping) and content and all(
+        isinstance(entry, Mapping) and isinstance(entry.get("sentences"), list)
+        for entry in content.values()):
+      return reference_vocabulary(s for entry in content.values() for s in entry["sentences"])
+    raise ValueError(f"{path}: neither a query-info file (no 'wtoi') nor ActivityNet "
+                     "Captions annotations ({video: {'sentences': [...]}}).")
+  try:
+    with open(path, encoding="utf-8") as f:
+      lines = f.read().splitlines()
+  except UnicodeDecodeError:
+    raise ValueError(f"{path}: not UTF-8 text (Charades-STA annotations).") from None
+  sentences = []
+  for number, line in enumerate(lines, 1):
+    if line.strip():
+      if "##" not in line:
+        raise ValueError(f"{path}:{number}: expected 'video start end##sentence' "
+                         "(Charades-STA annotations).")
+      sentences.append(line.split("##", 1)[1])
+  if not sentences:
+    raise ValueError(f"{path}: no annotation lines.")
+  return reference_vocabulary(sentences)
+
+
+def _tokens_by_id(path: str, word_to_id) -> list:
+  """`wtoi` as the list of its words by id: ids 0..n-1 each once, the reserved ones first."""
+  if not isinstance(word_to_id, Mapping) or not all(
+      isinstance(i, int) and not isinstance(i, bool) for i in word_to_id.values()):
+    raise ValueError(f"{path}: 'wtoi' must map words to integer ids.")
+  tokens = sorted(word_to_id, key=word_to_id.get)
+  if [word_to_id[t] for t in tokens] != list(range(len(tokens))):
+    raise ValueError(f"{path}: the ids of 'wtoi' are not 0 to {len(tokens) - 1}, each once.")
+  if tuple(tokens[:len(REFERENCE_RESERVED)]) != REFERENCE_RESERVED:
+    raise ValueError(f"{path}: 'wtoi' must start with {list(REFERENCE_RESERVED)}, got "
+                     f"{tokens[:len(REFERENCE_RESERVED)]}.")
+  return tokens
+
+
 def remap_word_embeddings(state_dict: Mapping[str, np.ndarray], reference_tokens: Sequence[str],
                           vocab_tokens: Sequence[str]) -> Dict[str, np.ndarray]:
   """The state dict with `query_enc.embedding.weight` re-indexed for `vocab_tokens`.
@@ -50,6 +107,9 @@ def remap_word_embeddings(state_dict: Mapping[str, np.ndarray], reference_tokens
   reference row of vocab token i (matched after the reference's tokenization), the
   reference's `<UNK>` row for a token it lacks, and its `<PAD>` row for padding (id 0).
   """
+  if "query_enc.embedding.weight" not in state_dict:
+    raise ValueError("Reference weights do not match this model: missing "
+                     "['query_enc.embedding.weight'] (the word embeddings).")
   table = np.asarray(state_dict["query_enc.embedding.weight"])
   if len(table) != len(reference_tokens):
     raise ValueError(f"query_enc.embedding.weight has {len(table)} rows; the reference "
@@ -149,19 +209,13 @@ def load_reference_weights(model, state_dict: Mapping[str, np.ndarray]) -> None:
 
 
 def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
-  """Reads an authors' `.pth` checkpoint into {"module.param": numpy array}.
+  """Reads an authors' `.pkl`/`.pth` checkpoint into {"module.param": numpy array}.
 
   The reference saves `{module name: state dict}` (query_enc, video_enc, sqan, vti_fn,
-  ta_reg_fn; criterion has no parameters); a flat state dict is read as it is. Loaded with
-  `weights_only=True`: tensors and plain containers only, no code. Needs PyTorch, an
-  optional extra.
+  ta_reg_fn; criterion has no parameters); a flat state dict is read as it is. Read by
+  `torch_checkpoint.read` (tensors only; PyTorch, an optional extra).
   """
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise ImportError("Reading PyTorch checkpoints needs torch: "
-                      "pip install 'sscs_tf[torch]'") from error
-  checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  checkpoint = torch_checkpoint.read(path)
   if not isinstance(checkpoint, Mapping):
     raise ValueError(f"{path}: expected a state dict, found {type(checkpoint).__name__}.")
   state = {}
@@ -169,9 +223,7 @@ def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
     items = value.items() if isinstance(value, Mapping) else [(None, value)]
     for name, tensor in items:
       full = key if name is None else f"{key}.{name}"
-      if not hasattr(tensor, "detach"):
-        raise ValueError(f"{path}: entry {full!r} is a {type(tensor).__name__}, not a tensor.")
-      state[full] = tensor.detach().cpu().numpy()
+      state[full] = torch_checkpoint.to_numpy(path, full, tensor)
   return state
 
 

@@ -4,11 +4,11 @@ The reference names its modules frame_layer, prop_layer, fusion_layer, map_layer
 pred_layer; its layouts are channels-first. 1x1 convolutions are Dense layers here.
 """
 
-import os
-import pickle
 from typing import Dict, Mapping
 
 import numpy as np
+
+from sscs_tf.models import torch_checkpoint
 
 
 class _LayoutError(ValueError):
@@ -107,24 +107,10 @@ def assign_converted(targets, state_dict: Mapping[str, np.ndarray]) -> None:
 def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
   """Reads an authors' released `.pkl`/`.pth` checkpoint into {name: numpy array}.
 
-  Unwraps a 'model' or 'state_dict' entry and the 'module.' prefix DataParallel adds. Needs
-  PyTorch, an optional extra.
+  Unwraps a 'model' or 'state_dict' entry and the 'module.' prefix DataParallel adds. Read
+  by `torch_checkpoint.read` (tensors only; PyTorch, an optional extra).
   """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Checkpoint {path} not found.")
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise ImportError("Reading PyTorch checkpoints needs torch: "
-                      "pip install 'sscs_tf[torch]'") from error
-  try:
-    # weights_only: tensors and plain containers only; a global the file names (code a
-    # malicious .pkl would run) is refused. The released checkpoints are state dicts.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-  except pickle.UnpicklingError as error:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    raise ValueError(f"{path}: refused: the file is not a plain state dict of tensors "
-                     f"(it names Python objects to build: {first})") from None
+  checkpoint = torch_checkpoint.read(path)
   for key in ("model", "state_dict"):
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
       checkpoint = checkpoint[key]
@@ -133,5 +119,5 @@ def load_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
   state = {}
   for name, tensor in checkpoint.items():
     name = name[len("module."):] if name.startswith("module.") else name
-    state[name] = tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
+    state[name] = torch_checkpoint.to_numpy(path, name, tensor)
   return state

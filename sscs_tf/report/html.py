@@ -27,6 +27,7 @@ import numpy as np
 
 from sscs_tf.core import fileio
 from sscs_tf.report import breakdown, figures
+from sscs_tf.scoring import diagnostics
 
 # What config.sscs.support / function mean, as the paper names them (Sec. 3.4).
 SUPPORT_NAMES = {"video": "V-SS", "gt": "GT-SS", "non_gt": "Non-GT-SS"}
@@ -113,6 +114,21 @@ def metric_items(table) -> list:
   return items
 
 
+def _query_check_html(result) -> str:
+  """The query-dependence check of an evaluation (docs/sscs.md) with its warning when the
+  model looks query-blind; "" when the evaluation did not run it."""
+  if not result:
+    return ""
+  warning = diagnostics.query_blind_warning(result)
+  note = (f'<p class="warning" id="query-blind">Warning: {html.escape(warning)}</p>' if warning
+          else '<p class="hint" id="query-reads">No sign of a query-blind model.</p>')
+  return ("<section><h2>Does the model read the sentence?</h2>" +
+          _table_html(diagnostics.summary_rows(result), "query-check") + note +
+          '<p class="hint">In percent. A query-blind model: coinciding top-1 segments near '
+          "100, the same accuracy with another query's sentence, accuracy falling about as "
+          "1 / moments.</p></section>")
+
+
 def _plots(predictions, ranks, marked) -> list:
   """SVG strings of the report's plots (predictions with a ground truth only)."""
   ranks = [n for n in ranks if n <= max(len(p.get("segments") or []) for p in predictions)]
@@ -161,8 +177,11 @@ def render(predictions, *, table=None, config=None, title: str = "Grounding pred
   if config is not None:
     sections.append("<h2>Run</h2>" + _table_html(run_summary(config), "run"))
   if metric_items(table):
-    sections.append("<h2>Metrics</h2>" + _table_html(metric_items(table), "metrics") +
-                    '<p class="hint">Rank n@m, R@1 and mIoU in percent.</p>')
+    metrics = ("<h2>Metrics</h2>" + _table_html(metric_items(table), "metrics") +
+               '<p class="hint">Rank n@m, R@1 and mIoU in percent.</p>')
+    query_check = _query_check_html(table.get("query_dependence"))
+    sections.append(f'<div class="beside"><section>{metrics}</section>{query_check}</div>'
+                    if query_check else metrics)
   if plots:
     sections.append('<h2>Break-downs</h2><div class="plots">' + "".join(
         f'<div class="plot">{svg}</div>' for svg in plots) + "</div>")
@@ -191,7 +210,8 @@ def write_report(path: str, predictions, *, table=None, config=None,
   Args:
     path: the HTML file to write.
     predictions: per-query dicts (see the module docstring).
-    table: the metric table of `eval_lib.evaluate` (optional).
+    table: the metric table of `eval_lib.evaluate` (optional); its "query_dependence", when
+      the evaluation ran the check, is shown beside the metrics.
     config: the run's config (ConfigDict or dict): model, data and Sscs settings (optional).
     title, subtitle: the page's heading.
     images: {name: (PNG bytes, description)}, e.g. `report.analysis.analysis_figures`.

@@ -21,6 +21,12 @@ variants means something only once the models read the query (docs/sscs.md). Def
                     truth: a model that does not read the sentence scores the same with the
                     swapped sentence as with its own. Videos with one query are left out.
 
+A model is flagged query-blind (`query_blind_signs`, the warning of sscs-eval and of the
+HTML report) when any sign of docs/sscs.md holds at QUERY_BLIND_SHARE: at least that
+share of same-video pairs have coinciding top-1 segments; another query's sentence keeps at
+least that share of the own-sentence accuracy; the top-1 lands on another query's ground
+truth at least that share as often as on its own.
+
 All functions are pure numpy over per-query arrays in one fixed order.
 """
 
@@ -33,6 +39,7 @@ from sscs_tf.scoring import metrics
 COINCIDE_IOU = 0.9
 HIT_IOU = 0.5
 MOMENT_DECIMALS = 1
+QUERY_BLIND_SHARE = 0.9
 
 
 def same_video_pairs(video_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,3 +149,57 @@ def flat(diagnostics: dict) -> dict:
   for moments, row in diagnostics.get("by_moments", {}).items():
     out[f"query/accuracy_{moments}_moments"] = row["accuracy"]
   return out
+
+
+def query_blind_signs(result: dict, share: float = QUERY_BLIND_SHARE) -> list[str]:
+  """The signs of a query-blind model (module docstring) that a `query_dependence` dict
+  shows, as sentences; [] when none does. A number over no pairs or queries (NaN) shows
+  nothing."""
+  shuffled = result.get("query_shuffled", {})
+  own, swapped = shuffled.get("accuracy_own", np.nan), shuffled.get("accuracy_swapped", np.nan)
+  on_own, on_other = result.get("top1_on_own_gt", np.nan), result.get("top1_on_other_gt", np.nan)
+  signs = []
+  if result.get("same_top1", np.nan) >= share:
+    signs.append(f"the top-1 segments of {_percent(result['same_top1'])}% of same-video "
+                 "query pairs coincide")
+  if swapped >= share * own:
+    signs.append(f"another query's sentence keeps its accuracy ({_percent(own)}% -> "
+                 f"{_percent(swapped)}%)")
+  if on_other >= share * on_own:
+    signs.append(f"its top-1 lands on another query's ground truth as often as on its own "
+                 f"({_percent(on_other)}% vs {_percent(on_own)}%)")
+  return signs
+
+
+def query_blind_warning(result: dict) -> str:
+  """One sentence naming the signs of a query-blind model that `result` shows; "" when
+  none does."""
+  signs = query_blind_signs(result)
+  if not signs:
+    return ""
+  return (f"the model looks query-blind: {'; '.join(signs)}. Compare Sscs variants only "
+          "once it reads the sentence (docs/sscs.md).")
+
+
+def summary_rows(result: dict) -> list[tuple[str, str]]:
+  """(label, value) rows of a `query_dependence` dict, in percent: what sscs-eval prints
+  and the report shows."""
+  shuffled, rule = result["query_shuffled"], result["hit_rule"]
+  rows = [
+      (f"same-video pairs with coinciding top-1 (IoU >= {COINCIDE_IOU})",
+       f"{_percent(result['same_top1'])} of {result['same_video_pairs']}"),
+      (f"top-1 on another query's ground truth (IoU >= {HIT_IOU})",
+       f"{_percent(result['top1_on_other_gt'])} (own: {_percent(result['top1_on_own_gt'])}) "
+       f"of {result['differing_gt_pairs']} ordered pairs"),
+      (f"{rule}, own sentence -> another query's of the video",
+       f"{_percent(shuffled['accuracy_own'])} -> {_percent(shuffled['accuracy_swapped'])} "
+       f"({shuffled['queries']} queries)"),
+  ]
+  for moments, row in result["by_moments"].items():
+    rows.append((f"{rule}, videos with {moments} moment(s)",
+                 f"{_percent(row['accuracy'])} ({row['queries']} queries)"))
+  return rows
+
+
+def _percent(value: float) -> str:
+  return "n/a" if value != value else f"{100 * value:.2f}"

@@ -1,9 +1,9 @@
 """SavedModel export: raw sentences + video features in, intervals in seconds out.
 
 The `serving_default` signature:
-  inputs   sentences [B] string, features [B, T, D] float32 (any T; rows past `lengths` are
-           padding; declared of unknown rank so that another rank is refused by name),
-           lengths [B] int32 (valid rows per video), durations [B] float32 (s)
+  inputs   sentences [B] string, features [B, T, D] float32 (any T, D the trained
+           `config.model.feature_dim`; rows past `lengths` are padding), lengths [B] int32
+           (valid rows per video), durations [B] float32 (s)
   outputs  segments [B, k, 2] float32 seconds (best first), scores [B, k] float32, from the
            baseline's serving head (models/heads.py; 2D-TAN: k = 5 after NMS, padded with -1
            where fewer survive; LGI: k = 1)
@@ -50,20 +50,23 @@ class ServingModule(tf.Module):
     self.num_segments = int(config.data.num_segments)
     self.serve = tf.function(self._serve, input_signature=[
         tf.TensorSpec([None], tf.string, name="sentences"),
-        # Any rank: a loaded signature would not enforce one, and a static rank (here or
-        # from an ensure_shape downstream) lets the graph optimizer fold the rank check
-        # away; _check refuses all but [B, T, D].
-        tf.TensorSpec(None, tf.float32, name="features"),
+        # Declared for clients (saved_model_cli, TensorFlow Serving's metadata); a loaded
+        # signature does not enforce it, so _check refuses all but [B, T, D] in the graph.
+        tf.TensorSpec([None, None, self.feature_dim], tf.float32, name="features"),
         tf.TensorSpec([None], tf.int32, name="lengths"),
         tf.TensorSpec([None], tf.float32, name="durations"),
     ])
 
   def _check(self, sentences, features, lengths, durations, num_words):
-    # The shape is padded so that reading its third entry cannot fail, and the checks that
-    # read it only speak for rank 3, so a request of another rank fails the rank check alone.
-    rank = tf.rank(features)
+    # The rank and shape are read through a serialized copy of tf.shape: from the declared
+    # [None, None, D], tracing and the graph optimizer would fold the rank and width checks
+    # to true (an Identity-like view is seen through). The shape is padded so that reading
+    # its third entry cannot fail, and the checks that read it only speak for rank 3, so a
+    # request of another rank fails the rank check alone.
+    request_shape = tf.io.parse_tensor(tf.io.serialize_tensor(tf.shape(features)), tf.int32)
+    rank = tf.size(request_shape)
     other_rank = tf.not_equal(rank, 3)
-    shape = tf.concat([tf.shape(features), tf.zeros([3], tf.int32)], axis=0)
+    shape = tf.concat([request_shape, tf.zeros([3], tf.int32)], axis=0)
     batch = shape[0]
     return [
         _assert(~other_rank, f"features must be [batch, T, {self.feature_dim}]: got rank",
@@ -82,7 +85,8 @@ class ServingModule(tf.Module):
                 "durations must be positive seconds, finite: got", durations),
         _assert(tf.reduce_all(num_words > 0), "empty sentence (no word) at batch indices",
                 tf.where(num_words <= 0)[:, 0]),
-        _assert(tf.reduce_all(tf.math.is_finite(features)), "features hold NaN or Inf"),
+        _assert(tf.reduce_all(tf.math.is_finite(tf.reshape(features, [-1]))),
+                "features hold NaN or Inf"),
     ]
 
   def _prepare_video(self, args):

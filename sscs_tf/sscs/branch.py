@@ -35,6 +35,13 @@ def _head(kind, dim, name):
   raise ValueError(f"Unknown projection head {kind!r}; expected 'linear' or 'mlp'.")
 
 
+def _unit(x):
+  """x / ||x|| over the last axis, as `ops.normalize(x, epsilon=1e-12)` computes it, with a
+  finite gradient where x = 0 (a padded clip): the square sum is clamped before the rsqrt,
+  where `ops.normalize` clamps after it and its gradient there is 0 * inf."""
+  return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-24))
+
+
 def gather_global_batch(*values):
   """All-gathers along the batch axis in a multi-replica replica context.
 
@@ -168,17 +175,15 @@ class SscsBranch(keras.layers.Layer):
     # multiplication would let NaN/Inf past the mask into every sum over clips.
     features = ops.where(valid, ops.cast(inputs["clip_features"], "float32"), 0.0)
     # X = l2(Psi(F)), Y = l2(Phi(G)): x^T y is the cosine similarity of Eq. 4.
-    clips = ops.where(valid, ops.normalize(self.psi(features), axis=-1, epsilon=1e-12), 0.0)
+    clips = ops.where(valid, _unit(self.psi(features)), 0.0)
     sentence = None
     if self.phi is not None:
-      sentence = ops.normalize(self.phi(ops.cast(inputs["sentence_feature"], "float32")),
-                               axis=-1, epsilon=1e-12)
+      sentence = _unit(self.phi(ops.cast(inputs["sentence_feature"], "float32")))
     gt_mask = gt_clip_mask(inputs["start"], inputs["end"], inputs["duration"], clip_mask)
     outputs = {"gt_clips": ops.sum(gt_mask, axis=1)}
     if self.mode == "ss":
       members, outputs["fell_back"] = support_mask(self.support, clip_mask, gt_mask)
-      w = ops.normalize(self.support_function(clips, sentence, members), axis=-1,
-                        epsilon=1e-12)
+      w = _unit(self.support_function(clips, sentence, members))
       if self.lambda1 > 0:
         (all_sentences,), offset = gather_global_batch(sentence)
         outputs["contrast"] = ss_contrast(w, all_sentences, offset, self.tau)

@@ -67,23 +67,39 @@ def _clip_and_apply(state: TrainState, grads, variables, loss_scale):
   state.optimizer.apply_gradients(zip(grads, variables))
 
 
-def make_train_steps(state: TrainState, strategy, global_batch_size: int):
-  """A compiled function running `num_steps` steps; returns per-step global metrics."""
+def make_losses_and_grads(state: TrainState, global_batch_size: int):
+  """`f(batch) -> (loss terms in term_names order, gradients of the (scaled) total)` for one
+  replica: the forward and backward pass, compiled by XLA with `train.jit_compile` (once per
+  batch shape); the cross-replica clip and the update stay outside, where every strategy
+  runs them."""
   config = state.config
   variables = state.trainable_variables()
   names = objective.term_names(config.model.name, state.branch)
 
-  def step_fn(batch):
+  def losses_and_grads(batch):
     with tf.GradientTape() as tape:
       outputs = state.model(contract.model_inputs(batch), training=True)
       terms = objective.compute_losses(config.model.name, outputs, batch, config.loss,
                                        global_batch_size, state.branch, training=True)
       loss = terms["total"]
       scaled = state.optimizer.scale_loss(loss) if state.loss_scaled else loss
-    grads = tape.gradient(scaled, variables)
+    return [terms[name] for name in names], tape.gradient(scaled, variables)
+
+  if config.train.get("jit_compile", False):
+    return contract.xla_compiled(losses_and_grads)
+  return losses_and_grads
+
+
+def make_train_steps(state: TrainState, strategy, global_batch_size: int):
+  """A compiled function running `num_steps` steps; returns per-step global metrics."""
+  variables = state.trainable_variables()
+  losses_and_grads = make_losses_and_grads(state, global_batch_size)
+
+  def step_fn(batch):
+    values, grads = losses_and_grads(batch)
     scale = state.optimizer.dynamic_scale if state.loss_scaled else 1.0
     _clip_and_apply(state, grads, variables, scale)
-    return [terms[name] for name in names]
+    return values
 
   @tf.function
   def train_steps(iterator, num_steps):

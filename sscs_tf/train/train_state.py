@@ -60,6 +60,14 @@ class TrainState:
                  plateau=self.plateau)
     if self.branch is not None:
       parts["branch_weights"] = list(self.branch.weights)
+    # The data order is a function of seed and epoch (train_lib); what dropout draws is the
+    # state of the layers' SeedGenerators, checkpointed so that a resumed run is bitwise
+    # equal to an uninterrupted one. Models without one keep their checkpoint layout.
+    random_state = [v for layer in (self.model, self.branch) if layer is not None
+                    for v in contract.random_state(layer)]
+    if random_state:
+      parts["random_state"] = random_state
+    self.parts = parts
     self.checkpoint = tf.train.Checkpoint(**parts)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(directory, "checkpoints"),
@@ -80,8 +88,9 @@ class TrainState:
     if self._predict_fn is None:
       spec = contract.make_dataset(self.config, self.config.data.eval_split,
                                    training=False).element_spec
-      self._predict_fn = eval_lib.make_predict_fn(self.model, self.config.model.name,
-                                                  self.config.loss, spec)
+      self._predict_fn = eval_lib.make_predict_fn(
+          self.model, self.config.model.name, self.config.loss, spec,
+          jit_compile=bool(self.config.train.get("jit_compile", False)))
     return self._predict_fn
 
   def _build(self):
@@ -103,8 +112,18 @@ class TrainState:
     latest = tf.train.latest_checkpoint(os.path.join(self.workdir, "checkpoints"))
     if latest:
       self._check_same_widths()
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      self._checkpoint_to_restore(latest).restore(latest).assert_existing_objects_matched()
       logging.info("Resumed from %s at step %d", latest, self.step_value())
+
+  def _checkpoint_to_restore(self, path: str) -> tf.train.Checkpoint:
+    """The run's checkpoint; without its random state when `path` was written before the
+    random state was checkpointed (the run resumes, drawing other dropout masks)."""
+    if "random_state" not in self.parts or any(
+        name.startswith("random_state/") for name, _ in tf.train.list_variables(path)):
+      return self.checkpoint
+    logging.warning("%s holds no random state: the resumed run draws other dropout masks "
+                    "than an uninterrupted run would", path)
+    return tf.train.Checkpoint(**{k: v for k, v in self.parts.items() if k != "random_state"})
 
   def _remove_stale_saves(self) -> None:
     """Removes the `ckpt-N_temp` folders of saves a kill interrupted (TensorFlow writes a

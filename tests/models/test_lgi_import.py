@@ -4,6 +4,7 @@ the ActivityNet structure, and the reference's parameter counts at full width.""
 import copy
 import gc
 import json
+import re
 import sys
 
 import numpy as np
@@ -157,8 +158,11 @@ def test_state_without_the_unused_linear_or_counters_loads():
 
 def test_torch_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+  (tmp_path / "model.pth").write_bytes(b"")
   with pytest.raises(ImportError, match=r"pip install 'sscs_tf\[torch\]'"):
     lgi_import.load_torch_checkpoint(str(tmp_path / "model.pth"))
+  with pytest.raises(FileNotFoundError, match="absent.pth not found"):
+    lgi_import.load_torch_checkpoint(str(tmp_path / "absent.pth"))
 
 
 def test_torch_checkpoint_per_module_is_flattened(tmp_path):
@@ -274,3 +278,59 @@ def test_word_embeddings_follow_the_vocabulary_by_word():
   assert state["x"] == 1
   with pytest.raises(ValueError, match="has 9 rows; the reference vocabulary given has 3"):
     lgi_import.remap_word_embeddings({"query_enc.embedding.weight": table}, reference[:3], ours)
+
+
+def test_reference_vocabulary_from_the_authors_files(tmp_path):
+  expected = ["<PAD>", "<UNK>", "<S>", "<E>", "a", "door", "opens", "persons", "the"]
+  charades = tmp_path / "charades_sta_train.txt"
+  charades.write_text("AAAAA 0.0 6.9##A door opens.\n\nBBBBB 1.0 2.0##The person's door!\n")
+  assert lgi_import.read_reference_vocabulary(str(charades)) == expected
+  anet = tmp_path / "train.json"
+  anet.write_text(json.dumps({"v_1": {"duration": 9.0, "timestamps": [[0, 1], [1, 2]],
+                                      "sentences": ["A door opens.", " The person's door!"]}}))
+  assert lgi_import.read_reference_vocabulary(str(anet)) == expected
+  # Their query-info file: the ids as written, whatever order the JSON keeps.
+  query_info = tmp_path / "train_info_F1_L10_I3D.json"
+  query_info.write_text(json.dumps({"wtoi": {w: i for i, w in reversed(list(enumerate(
+      expected)))}, "itow": {}, "query_lengths": {}}))
+  assert lgi_import.read_reference_vocabulary(str(query_info)) == expected
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("train.txt", "AAAAA 0.0 6.9##a door.\nAAAAA 0.0 6.9 a door\n", r"train.txt:2: expected"),
+    ("train.txt", "\n\n", "train.txt: no annotation lines"),
+    ("train.txt", b"AAAAA 0.0 6.9##a \xff door.\n", "train.txt: not UTF-8"),
+    ("info.json", "{not json", "info.json: not JSON"),
+    ("info.json", '{"v_1": {"sentences": "a door"}}', "info.json: neither a query-info"),
+    ("info.json", '{"wtoi": {"<PAD>": 0, "<UNK>": 1, "<S>": 2, "<E>": 3, "a": 5}}',
+     "ids of 'wtoi' are not 0 to 4"),
+    ("info.json", '{"wtoi": {"a": 0, "<UNK>": 1, "<S>": 2, "<E>": 3, "<PAD>": 4}}',
+     "'wtoi' must start with"),
+    ("info.json", '{"wtoi": {"<PAD>": "0"}}', "'wtoi' must map words to integer ids"),
+])
+def test_reference_vocabulary_file_errors_name_the_file(tmp_path, name, content, message):
+  path = tmp_path / name
+  if isinstance(content, bytes):
+    path.write_bytes(content)
+  else:
+    path.write_text(content)
+  with pytest.raises(ValueError, match=message):
+    lgi_import.read_reference_vocabulary(str(path))
+
+
+def test_remap_without_word_embeddings_names_them():
+  with pytest.raises(ValueError, match=r"missing \['query_enc.embedding.weight'\]"):
+    lgi_import.remap_word_embeddings({"x": np.zeros(1)}, ["<PAD>"], ["<pad>"])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a PyTorch checkpoint (EOFError"),
+    (b"a text file\n", "not a PyTorch checkpoint ("),
+    (bytes(range(256)), "refused: the file is not a plain state dict of tensors"),
+])
+def test_torch_checkpoint_that_is_no_checkpoint_is_named(tmp_path, content, message):
+  pytest.importorskip("torch")
+  path = tmp_path / "model.pth"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=f"model.pth: {re.escape(message)}"):
+    lgi_import.load_torch_checkpoint(str(path))

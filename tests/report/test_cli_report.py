@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
+from sscs_tf.scoring import diagnostics
 from sscs_tf.serve import export_lib
 from sscs_tf.train import train_lib
 from tests import browser
@@ -61,6 +62,14 @@ def test_eval_writes_a_report_with_its_table_and_figures(run, demo_records):
       width = driver.execute_script(f"return document.querySelector('#{name} img').naturalWidth")
       assert width >= 1200
     assert "Sscs" in driver.find_element(By.ID, "run").text
+    # The query-dependence check sscs-eval printed and wrote, beside the metrics.
+    check = table["query_dependence"]
+    rows = driver.find_elements(By.CSS_SELECTOR, "#query-check td")
+    assert rows[0].text == f"{100 * check['same_top1']:.2f} of {check['same_video_pairs']}"
+    assert len(rows) == 3 + len(check["by_moments"])
+    blind = bool(diagnostics.query_blind_signs(check))
+    assert bool(driver.find_elements(By.ID, "query-blind")) == blind
+    assert ("Warning: the model looks query-blind" in stdout) == blind
 
 
 def test_ground_writes_a_report_of_the_queries(run, tmp_path):

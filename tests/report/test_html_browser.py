@@ -48,10 +48,28 @@ def _predictions():
   return rows
 
 
-def _table(predictions):
+def _query_check(same_top1, own, swapped):
+  """A `query_dependence` dict as sscs-eval's evaluation writes it."""
+  return dict(same_video_pairs=1013, same_top1=same_top1, differing_gt_pairs=1388,
+              top1_on_other_gt=0.2134, top1_on_own_gt=0.4512, hit_rule="Rank1@0.5",
+              by_moments={"1": {"queries": 35, "accuracy": 0.6571},
+                          "2": {"queries": 48, "accuracy": 0.375},
+                          "3": {"queries": 37, "accuracy": 0.2703}},
+              query_shuffled=dict(queries=113, accuracy_own=own, accuracy_swapped=swapped,
+                                  mIoU_own=0.41, mIoU_swapped=0.40))
+
+
+# The demo study's baseline (docs/sscs.md): coinciding top-1 81%, no loss with another
+# sentence; and a model that reads it.
+QUERY_BLIND = _query_check(0.8096, 0.3379, 0.3392)
+QUERY_READING = _query_check(0.2612, 0.6783, 0.2912)
+
+
+def _table(predictions, query_check=QUERY_BLIND):
   table = metrics.rank_n_at_m([p["segments"] for p in predictions],
                               [p["gt"] for p in predictions], (1, 5), (0.5, 0.7))
-  return dict(table, loss=0.6931, num_queries=len(predictions), seconds=1.5)
+  return dict(table, loss=0.6931, num_queries=len(predictions), seconds=1.5,
+              query_dependence=query_check)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +119,58 @@ def test_loads_without_errors_or_requests_and_shows_the_table(driver, eval_page)
   assert _first_cells(driver, "td.num")[:2] == ["1", "2"]
   assert len(_first_cells(driver, "tr")) == 50
   assert driver.find_element(By.ID, "count").text == "Rows 1\u201350 of 120"
+
+
+def _query_check_rows(driver):
+  return [(row.find_element(By.TAG_NAME, "th").text, row.find_element(By.TAG_NAME, "td").text)
+          for row in driver.find_elements(By.CSS_SELECTOR, "#query-check tr")]
+
+
+def test_query_check_beside_the_metrics_warns_of_a_query_blind_model(driver, eval_page):
+  _open(driver, eval_page[0])
+  assert _query_check_rows(driver) == [
+      ("same-video pairs with coinciding top-1 (IoU >= 0.9)", "80.96 of 1013"),
+      ("top-1 on another query's ground truth (IoU >= 0.5)",
+       "21.34 (own: 45.12) of 1388 ordered pairs"),
+      ("Rank1@0.5, own sentence -> another query's of the video",
+       "33.79 -> 33.92 (113 queries)"),
+      ("Rank1@0.5, videos with 1 moment(s)", "65.71 (35 queries)"),
+      ("Rank1@0.5, videos with 2 moment(s)", "37.50 (48 queries)"),
+      ("Rank1@0.5, videos with 3 moment(s)", "27.03 (37 queries)")]
+  warning = driver.find_element(By.ID, "query-blind")
+  assert warning.is_displayed()
+  # One sign holds: the swapped sentence keeps 33.92 / 33.79 >= 0.9 of the accuracy (81%
+  # coinciding is under 0.9, 21.34 on another's GT under 0.9 x 45.12).
+  assert warning.text == ("Warning: the model looks query-blind: another query's sentence "
+                          "keeps its accuracy (33.79% -> 33.92%). Compare Sscs variants only "
+                          "once it reads the sentence (docs/sscs.md).")
+  assert driver.find_elements(By.ID, "query-reads") == []
+  # Beside the metric table: to its right, tops level, both in the first screen.
+  metrics_box = driver.find_element(By.ID, "metrics").rect
+  check_box = driver.find_element(By.ID, "query-check").rect
+  assert check_box["x"] > metrics_box["x"] + metrics_box["width"]
+  assert abs(check_box["y"] - metrics_box["y"]) < 2
+  assert warning.rect["y"] + warning.rect["height"] < 1000
+  assert browser.console_errors(driver) == []
+
+
+def test_query_check_of_a_model_that_reads_the_sentence(driver, tmp_path):
+  predictions = _predictions()
+  path = html.write_report(str(tmp_path / "reads.html"), predictions,
+                           table=_table(predictions, QUERY_READING))
+  _open(driver, path)
+  rows = dict(_query_check_rows(driver))
+  assert rows["Rank1@0.5, own sentence -> another query's of the video"] == \
+      "67.83 -> 29.12 (113 queries)"
+  assert driver.find_elements(By.ID, "query-blind") == []
+  assert driver.find_element(By.ID, "query-reads").text == "No sign of a query-blind model."
+  # An evaluation without the check shows the metrics alone.
+  table = {k: v for k, v in _table(predictions).items() if k != "query_dependence"}
+  path = html.write_report(str(tmp_path / "no_check.html"), predictions, table=table)
+  _open(driver, path)
+  assert driver.find_element(By.ID, "metrics").is_displayed()
+  assert driver.find_elements(By.ID, "query-check") == []
+  assert browser.console_errors(driver) == []
 
 
 def test_timeline_bars_sit_at_their_seconds(driver, eval_page):

@@ -46,3 +46,32 @@ def test_a_sample_without_valid_clips_adds_nothing(mode):
     assert np.all(np.isfinite(contrast[keep])) and np.all(contrast[keep] > 0)
   np.testing.assert_allclose(float(terms["contrast"]), contrast.sum(), rtol=1e-6)
   assert before["contrast"].numpy()[2] != 0.0
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("mode", ["ss", "gtc"])
+def test_zero_padded_rows_give_finite_gradients(mode, jit_compile):
+  """Padded rows of zeros through a bias-free projection (as at initialisation) are zero
+  vectors to normalise: their gradient must be 0, not 0 * inf, with or without XLA."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  inputs = make_inputs(4, seed=7)
+  inputs["clip_features"][inputs["clip_mask"] == 0] = 0.0
+  branch, _ = make_branch(inputs, mode=mode)
+  for variable in branch.weights:
+    if "bias" in variable.path:
+      variable.assign(tf.zeros_like(variable))
+  values = {k: tf.constant(v) for k, v in inputs.items()}
+
+  @tf.function(jit_compile=jit_compile)
+  def gradients(values):
+    with tf.GradientTape() as tape:
+      tape.watch(values["clip_features"])
+      total = branch.losses_for_replica(branch(values), 4)["total"]
+    return total, tape.gradient(total, [values["clip_features"]] + branch.trainable_weights)
+
+  total, grads = gradients(values)
+  assert np.isfinite(float(total))
+  for variable, grad in zip([None] + branch.trainable_weights, grads):
+    grad = tf.convert_to_tensor(grad).numpy()
+    assert np.isfinite(grad).all(), variable.path if variable is not None else "features"
+  assert np.abs(grads[0].numpy()[inputs["clip_mask"] > 0]).sum() > 0
