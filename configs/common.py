@@ -194,6 +194,79 @@ def lgi_config(*, dataset: str, feature_dim: int, num_phrases: int, num_nonlocal
                  paper_optim=paper_optim, runlocal=runlocal)
 
 
+def vslnet_config(*, dataset: str, feature_dim: int, max_position_length: int,
+                  num_epochs: int, batch_size: int, val_split: str, eval_split: str,
+                  runlocal: bool, sscs: str = "off",
+                  paper_optim: bool = False) -> ml_collections.ConfigDict:
+  """The VSLNet config; dataset files pass their published values (the authors' `main.py`
+  defaults, 26hzhang/VSLNet; docs/models.md)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 12345  # Published: --seed 12345.
+
+  config.data = default.get_data_config()
+  config.data.dataset = dataset
+  config.data.protocol = "vslnet"  # Times clipped to [0, duration], no query dropped.
+  # Rows kept as they are up to max_pos_len (zero-padded), averaged into it beyond.
+  config.data.sampling = "pad_or_average"
+  config.data.num_segments = max_position_length
+  config.data.map_size = 0  # No 2D-TAN IoU map; the targets are steps (models/vslnet.py).
+  config.data.normalize_rows = False  # The authors feed the .npy rows as they are.
+  config.data.max_query_length = max_position_length  # Words cut at max_pos_len.
+  config.data.highlight_extend = 0.1  # Published: --extend 0.1 of the span each side.
+  config.data.val_split = val_split
+  config.data.eval_split = eval_split
+  config.data.batch_size = batch_size
+
+  config.model = ml_collections.ConfigDict(dict(
+      name="vslnet",
+      feature_dim=feature_dim,
+      vocab_size=0,  # Filled from the data_prep output (vocab.txt) when training starts.
+      embedding_dim=300,  # Published: --word_dim 300, GloVe 840B, frozen.
+      embeddings_file="auto",  # The data's GloVe rows when data_prep wrote them.
+      # The authors' character CNN (--char_dim 50): their table holds padding, unknown and
+      # the characters seen at least 5 times in the train and test tokens; that rule on this
+      # project's Charades-STA tokens keeps 29. Each word's characters come from the data's
+      # vocab.txt (models/vslnet.py).
+      char_vocab_size=31,
+      vocab_file="auto",
+      char_dim=50,
+      hidden_size=128,  # Published: --hidden_size 128.
+      num_heads=8,  # Published: --num_heads 8.
+      max_position_length=max_position_length,
+      dropout=0.2,  # Published: --drop_rate 0.2.
+      predictor="rnn",  # Published: --predictor rnn (default).
+  ))
+
+  config.loss = ml_collections.ConfigDict(dict(
+      highlight_lambda=5.0,  # Published: --highlight_lambda 5.0.
+      # The authors' regulariser under TensorFlow 2: keras l2(3e-7) = 3e-7 sum(w^2).
+      l2_weight=3e-7,
+  ))
+
+  # R@1 with IoU >= m and mIoU (util/runner_utils.py, eval_test); top_k segments served.
+  config.eval = ml_collections.ConfigDict(dict(iou_thresholds=[0.3, 0.5, 0.7], ranks=[1],
+                                               top_k=5, query_diagnostics=True))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      name="adam",
+      learning_rate=1e-4,  # Published: --init_lr 1e-4 ...
+      beta_1=0.9,  # ... betas (0.9, 0.999), epsilon 1e-6 (model/ops.py) ...
+      beta_2=0.999,
+      epsilon=1e-6,
+      # ... with decoupled weight decay 0.01 and a linear decay to 0, which the trainer's
+      # Adam does not have (docs/models.md, VSLNet, "Deviations").
+      weight_decay=0.0,
+      clip_norm=1.0,  # Published: --clip_norm 1.0.
+      plateau_factor=0.5,  # VSLNet has no plateau schedule; these apply under paper_optim.
+      plateau_patience=20,
+      plateau_monitor="",
+  ))
+
+  # Published: --epochs 100; the authors keep the best R1@0.7 on the test set.
+  return _finish(config, num_epochs=num_epochs, best_metric="R1@0.7", sscs=sscs,
+                 paper_optim=paper_optim, runlocal=runlocal)
+
+
 def _finish(config: ml_collections.ConfigDict, *, num_epochs: int, best_metric: str,
             sscs: str, paper_optim: bool, runlocal: bool) -> ml_collections.ConfigDict:
   """The parts every baseline shares: training, the Sscs branch, the two switches; locked."""

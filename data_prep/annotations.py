@@ -138,6 +138,32 @@ def read_charades_durations(csv_paths, invalid: dict | None = None) -> dict[str,
   return durations
 
 
+def read_charades_json_durations(json_path: str, invalid: dict | None = None) -> dict[str, float]:
+  """Video id -> duration from a `charades.json` (`{"VID": {"duration": seconds, ...}}`),
+  the layout of VSLNet's Charades-STA annotation variant (26hzhang/VSLNet,
+  data/dataset/charades). A duration that is not a positive finite number raises
+  AnnotationError naming the video; with `invalid` (a dict) the video is left out instead."""
+  try:
+    entries = json.loads(read_text(json_path))
+  except json.JSONDecodeError as e:
+    raise AnnotationError(f"{json_path}:{e.lineno}: not JSON ({e.msg})") from None
+  if not isinstance(entries, dict):
+    raise AnnotationError(f"{json_path}: expected an object of videos, got "
+                          f"{type(entries).__name__}")
+  durations = {}
+  for video_id, entry in entries.items():
+    value = entry.get("duration") if isinstance(entry, dict) else None
+    problem = _duration_problem(value)
+    if problem is None:
+      durations[video_id] = float(value)
+    elif invalid is None:
+      raise AnnotationError(f"{json_path}: video {video_id!r} has duration {value!r}, not a "
+                            "positive finite number")
+    else:
+      invalid[video_id] = f"{os.path.basename(json_path)}:{video_id}: {problem}"
+  return durations
+
+
 def _duration_problem(value) -> str | None:
   """None when `value` is a positive finite number of seconds, else what is wrong."""
   try:

@@ -3,7 +3,9 @@ r"""Charades-STA -> TFRecords.
   python -m data_prep.charades_sta --annotation_dir DIR --features i3d_features/ \
       --output_dir data/charades_sta_i3d [--glove glove.840B.300d.txt]
 
-DIR holds charades_sta_{train,test}.txt and Charades_v1_{train,test}.csv (durations).
+DIR holds charades_sta_{train,test}.txt and the durations: Charades_v1_{train,test}.csv, or
+charades.json (VSLNet's annotation variant, 26hzhang/VSLNet data/dataset/charades, whose
+train file corrects four reversed lines; docs/data.md).
 
 Charades-STA publishes no validation split. The converter carves one out of the training
 videos: VAL_FRACTION of them (by video, so no video is in both; drawn with --val_seed) become
@@ -32,8 +34,12 @@ def read_splits(annotation_dir: str, skip_malformed: bool = False,
   """[train, test] as released, or [train, val, test] with val_fraction of the training
   videos carved out (the command line's default: VAL_FRACTION)."""
   csvs = [os.path.join(annotation_dir, f"Charades_v1_{s}.csv") for s in SPLITS]
+  json_path = os.path.join(annotation_dir, "charades.json")
   invalid = {} if skip_malformed else None
-  durations = annotations.read_charades_durations(csvs, invalid)
+  if not any(map(os.path.isfile, csvs)) and os.path.isfile(json_path):
+    durations = annotations.read_charades_json_durations(json_path, invalid)
+  else:
+    durations = annotations.read_charades_durations(csvs, invalid)
   train, test = [annotations.read_charades_sta(
       os.path.join(annotation_dir, f"charades_sta_{s}.txt"), durations, s, skip_malformed,
       invalid) for s in SPLITS]

@@ -225,7 +225,7 @@ def _write_all(dataset, splits, tokens, vocab, matrix, coverage, source, feature
     meta_splits[split.name] = {
         "files": files, "videos": videos, "queries": len(split.queries),
         "skipped": split.skipped.counts(),
-        "protocols": {name: split.protocol_summary(name) for name in protocol.PROTOCOLS},
+        "protocols": {name: split.protocol_summary(name) for name in protocol.STORED},
     }
     if split.origin:
       meta_splits[split.name]["origin"] = split.origin
@@ -255,7 +255,7 @@ def _skipped_rows(splits) -> list[str]:
   for s in splits:
     rows += [f"{s.name}\tall\t{reason}\t{location}\t{detail}\n"
              for reason, location, detail in s.skipped.entries]
-    for name in protocol.PROTOCOLS:
+    for name in protocol.STORED:
       rows += [f"{s.name}\t{name}\t{protocol.drop_reason(q.flags, name)}\t{q.query_id}\t"
                f"{q.start} {q.end} of {s.durations[q.video_id]}\n"
                for q in s.queries if not protocol.keeps(q.flags, name)]

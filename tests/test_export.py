@@ -15,23 +15,10 @@ from sscs_tf.serve import export_lib
 from sscs_tf.train import train_lib
 from sscs_tf.data import preprocess
 from tests.testing import REPO_ROOT
-from tests.testing_train import tiny_config
+from tests.testing_train import SERVE_ONE_REQUEST, tiny_config
 
 SENTENCES = ["a person opens the door.", "person takes a cup in the room", "Sits ON chair!"]
-LOAD_AND_SERVE = r"""
-import json, sys
-import numpy as np
-import tensorflow as tf
-import tensorflow_text  # registers the tokenizer ops
-model = tf.saved_model.load(sys.argv[1])
-serve = model.signatures["serving_default"]
-inputs = np.load(sys.argv[2])
-out = serve(sentences=tf.constant([s.encode() for s in json.loads(sys.argv[3])]),
-            features=tf.constant(inputs["features"]), lengths=tf.constant(inputs["lengths"]),
-            durations=tf.constant(inputs["durations"]))
-np.savez(sys.argv[4], segments=out["segments"].numpy(), scores=out["scores"].numpy())
-print(json.dumps(sorted(v.name for v in serve.variables)))
-"""
+LOAD_AND_SERVE = SERVE_ONE_REQUEST
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,5 @@
 """LGI through the same trainer, evaluation and export as 2D-TAN."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,56 +7,30 @@ import tensorflow as tf
 from data_prep import demo
 from sscs_tf.run import run_dir
 from sscs_tf.scoring import metrics
-from sscs_tf.serve import export_lib
 from sscs_tf.train import train_lib
 from sscs_tf.data import preprocess
-from tests.testing_train import tiny_lgi_config
+from tests.testing_train import (encode_sentences, long_and_short_videos, serve_in_fresh_process,
+                                 tiny_lgi_config, train_and_export_on_two_replicas)
 
-LOAD_AND_SERVE = r"""
-import sys
-import numpy as np
-import tensorflow as tf
-import tensorflow_text  # registers the tokenizer ops
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-inputs = np.load(sys.argv[2])
-out = serve(sentences=tf.constant([b"a person opens the door", b"person sits on a chair"]),
-            features=tf.constant(inputs["features"]), lengths=tf.constant(inputs["lengths"]),
-            durations=tf.constant(inputs["durations"]))
-np.savez(sys.argv[3], segments=out["segments"].numpy(), scores=out["scores"].numpy())
-"""
+SENTENCES = ["a person opens the door", "person sits on a chair"]
 
 
 def test_lgi_trains_on_two_replicas_and_exports(demo_records, tmp_path, two_cpu_strategy):
   config = tiny_lgi_config(demo_records, num_train_steps=4)
-  table = train_lib.train_and_evaluate(config, str(tmp_path / "run"),
-                                       strategy=two_cpu_strategy)
+  table = train_and_export_on_two_replicas(config, tmp_path, two_cpu_strategy)
   assert {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "loss"} <= set(table)
-  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
-  rng = np.random.default_rng(1)
-  # One video longer than 128 rows (picked) and one shorter (kept and padded).
-  inputs = {"features": rng.normal(size=(2, 300, 32)).astype(np.float32),
-            "lengths": np.array([300, 70], np.int32),
-            "durations": np.array([40.0, 12.0], np.float32)}
-  np.savez(tmp_path / "in.npz", **inputs)
-  result = subprocess.run([sys.executable, "-c", LOAD_AND_SERVE, str(tmp_path / "model"),
-                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  served = np.load(tmp_path / "out.npz")
-  assert served["segments"].shape == (2, 1, 2) and np.all(served["scores"] == 1.0)
+  inputs = long_and_short_videos()  # 300 rows (picked) and 70 (padded)
+  segments, scores, _ = serve_in_fresh_process(tmp_path / "model", inputs, SENTENCES, tmp_path)
+  assert segments.shape == (2, 1, 2) and np.all(scores == 1.0)
   model, config, _ = run_dir.load_model(str(tmp_path / "run"))
-  vocab = run_dir.load_vocabulary(config)
-  from sscs_tf.data import text
-  tokens = text.tokenize_py(["a person opens the door", "person sits on a chair"])
-  width = max(map(len, tokens))
-  word_ids = np.array([vocab.encode(t) + [0] * (width - len(t)) for t in tokens], np.int32)
+  word_ids, num_words = encode_sentences(run_dir.load_vocabulary(config), SENTENCES)
   picked = [preprocess.pick_segments(f[:n], 128, 0.0)
             for f, n in zip(inputs["features"], inputs["lengths"])]
   outputs = model({"features": np.stack([p[0] for p in picked]),
                    "feature_mask": np.stack([p[1] for p in picked]),
-                   "word_ids": word_ids, "num_words": np.array([len(t) for t in tokens])})
+                   "word_ids": word_ids, "num_words": num_words})
   expected = outputs["times"].numpy() * inputs["durations"][:, None]
-  np.testing.assert_allclose(served["segments"][:, 0], expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(segments[:, 0], expected, rtol=1e-5, atol=1e-5)
 
 
 def _random_interval_r1(gts, durations, threshold, draws=200, seed=0):

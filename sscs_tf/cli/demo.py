@@ -3,7 +3,7 @@ r"""The whole project on the embedded demo data, from nothing, in a few minutes 
   sscs-demo --workdir demo_run
 
 writes the demo dataset (Charades-STA formats) and converts it, trains a small 2D-TAN (or,
-with --baseline lgi, LGI) with Sscs (SS: V-SS + CA, both objectives), evaluates it and writes
+with --baseline lgi or vslnet, LGI or VSLNet) with Sscs (SS: V-SS + CA, both objectives), evaluates it and writes
 the HTML report of every test query, exports a SavedModel, and grounds a test sentence
 through that SavedModel. Run again, it resumes (or reuses) what is there.
 """
@@ -29,8 +29,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for everything the demo 
                                required=True)
 # The baselines with a demo config (models.BASELINES, `demo_config`).
 DEMO_CONFIGS = {name: b.demo_config for name, b in models.BASELINES.items() if b.demo_config}
-_BASELINE = flags.DEFINE_enum("baseline", "tan", sorted(DEMO_CONFIGS), "Grounding model: "
-                              "2D-TAN (configs/tan_demo.py) or LGI (configs/lgi_demo.py).")
+_BASELINE = flags.DEFINE_enum("baseline", "tan", sorted(DEMO_CONFIGS), "Grounding model: " + (
+    ", ".join(f"{name} ({module.replace('.', '/')}.py)"
+              for name, module in sorted(DEMO_CONFIGS.items()))) + ".")
 _CONFIG_ARG = flags.DEFINE_string("config_arg", "sscs=ss", "Argument of the demo config "
                                   "(e.g. sscs=off, sscs=gtc, seed=1, epochs=4).")
 

@@ -52,9 +52,9 @@ def check_meta(meta: dict, path: str) -> None:
     if not split["files"]:
       raise ValueError(f"{path}: split {name!r} lists no files.")
     if meta.get("format_version", 1) >= 2 and sorted(split.get("protocols", ())) != sorted(
-        protocol.PROTOCOLS):
+        protocol.STORED):
       raise ValueError(f"{path}: split {name!r} needs counts for the protocols "
-                       f"{protocol.PROTOCOLS} under 'protocols'.")
+                       f"{protocol.STORED} under 'protocols'.")
 
 
 def _split_meta(meta: dict, split: str) -> dict:
@@ -80,7 +80,7 @@ def split_counts(meta: dict, split: str, protocol_name: str = "tan") -> tuple[in
   stats = _split_meta(meta, split)
   protocol.check_protocol(protocol_name)
   if meta.get("format_version", 1) >= 2:
-    counts = stats["protocols"][protocol_name]
+    counts = stats["protocols"][protocol.COUNTED_AS[protocol_name]]
     return int(counts["queries"]), int(counts["videos"])
   if protocol_name != "tan":
     raise ValueError(f"data.protocol {protocol_name!r} needs the annotated times, but this "

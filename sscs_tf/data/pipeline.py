@@ -32,7 +32,7 @@ from sscs_tf.data import example, preprocess, protocol
 from sscs_tf.data.meta import load_meta, split_counts, split_files
 
 AUTOTUNE = tf.data.AUTOTUNE
-SAMPLINGS = ("average", "pick")
+SAMPLINGS = preprocess.SAMPLINGS
 
 
 _BAD_TIMES = "not positive finite seconds"
@@ -126,12 +126,9 @@ def _video_fn(config, meta, resample: bool):
       queries = {k: tf.gather(v, order) for k, v in queries.items()}
     shared = {"video_id": video["video_id"], "duration": _checked_times(video),
               "num_rows": tf.shape(features)[0]}
-    if config.sampling == "average":
-      features = preprocess.average_to_fixed_length(features, config.num_segments)
-      shared["feature_mask"] = tf.ones([config.num_segments], tf.float32)
-    elif resample:
-      features, shared["feature_mask"] = preprocess.pick_segments(features,
-                                                                  config.num_segments)
+    if resample:  # else LGI's training picks, per query (_pick_fn)
+      features, shared["feature_mask"] = preprocess.resample(features, config.sampling,
+                                                             config.num_segments)
     shared["features"] = features
     return queries, shared
 

@@ -137,6 +137,37 @@ def pick_segments(features, num_segments: int = 128, offset=0):
   return picked, tf.cast(valid, tf.float32)
 
 
+SAMPLINGS = ("average", "pick", "pad_or_average")
+
+
+def resample(features, sampling: str, num_segments: int):
+  """`features [T, D]` -> (`[num_segments, D]`, mask `[num_segments]` float32) by the
+  evaluation-time rule of `data.sampling`, which the input pipeline and the exported graph
+  share:
+
+    "average": `average_to_fixed_length` (2D-TAN), every step valid.
+    "pick": `pick_segments` at offset 0 (LGI).
+    "pad_or_average": VSLNet's `visual_feature_sampling` (26hzhang/VSLNet,
+      util/data_util.py): T <= num_segments rows kept and zero-padded, longer videos
+      averaged into num_segments steps by 2D-TAN's boundaries (the same formula).
+  """
+  if sampling == "average":
+    return (average_to_fixed_length(features, num_segments),
+            tf.ones([num_segments], tf.float32))
+  if sampling == "pick":
+    return pick_segments(features, num_segments, 0.0)
+  if sampling != "pad_or_average":
+    raise ValueError(f"data.sampling must be one of {SAMPLINGS}, got {sampling!r}.")
+  features = tf.convert_to_tensor(features, tf.float32)
+  num_rows = tf.shape(features)[0]
+  padded = tf.pad(features[:num_segments],
+                  [[0, tf.maximum(num_segments - num_rows, 0)], [0, 0]])
+  out = tf.where(num_rows <= num_segments, padded,
+                 average_to_fixed_length(features, num_segments))
+  mask = tf.cast(tf.range(num_segments) < num_rows, tf.float32)
+  return tf.ensure_shape(out, [num_segments, features.shape[-1]]), mask
+
+
 def lgi_gt_mask(start, end, duration, num_valid, num_segments: int = 128):
   """LGI's temporal attention target g: 1 on the segments inside the ground truth.
 

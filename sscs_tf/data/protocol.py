@@ -9,6 +9,12 @@ them, and the input pipeline applies the rule of `config.data.protocol` at read 
   "lgi": LGI's reference (src/dataset/charades.py, anet.py): every query as annotated,
          neither clipped nor dropped; targets start / duration and end / duration can
          exceed 1 or be reversed, and the test ground truth is the annotated one.
+  "vslnet": VSLNet's reference (26hzhang/VSLNet, util/data_gen.py): every query kept, its
+         times clipped to [0, duration] (a reversed one then trains on the best-overlapping
+         step pair, and scores IoU 0).
+
+A protocol is a rule for which queries are kept and a rule for their times; meta.json
+counts the queries per keeping rule (`STORED`), which "vslnet" shares with "lgi".
 
 See docs/data.md ("Data protocols") for the counts on the public annotation files.
 """
@@ -18,7 +24,11 @@ from typing import Iterable
 
 import tensorflow as tf
 
-PROTOCOLS = ("tan", "lgi")
+PROTOCOLS = ("tan", "lgi", "vslnet")
+# The protocols meta.json counts, and whose counts each protocol reads (its keeping rule).
+STORED = ("tan", "lgi")
+COUNTED_AS = {"tan": "tan", "lgi": "lgi", "vslnet": "lgi"}
+_CLIPS_TIMES = ("tan", "vslnet")
 
 # Bit flags stored per query (example.py "protocol_flags").
 START_BEFORE_ZERO = 1
@@ -60,7 +70,7 @@ def annotation_flags(start: float, end: float, duration: float) -> int:
 
 def keeps(flags: int, protocol: str) -> bool:
   """Whether `protocol` keeps a query with these flags."""
-  return check_protocol(protocol) == "lgi" or not flags & _TAN_DROPS
+  return COUNTED_AS[check_protocol(protocol)] == "lgi" or not flags & _TAN_DROPS
 
 
 def drop_reason(flags: int, protocol: str) -> str:
@@ -72,7 +82,8 @@ def drop_reason(flags: int, protocol: str) -> str:
 
 def summary(flags_per_query: Iterable[int], video_ids: Iterable[str], protocol: str) -> dict:
   """meta.json's per-protocol counts: kept queries and videos; for "tan" the drops by reason
-  and the clipped times, for "lgi" the unusual annotations it keeps as they are."""
+  and the clipped times, for "lgi" the unusual annotations it keeps as they are, for
+  "vslnet" the clipped times and the reversed queries it keeps."""
   kept_videos, kept, notes = set(), 0, collections.Counter()
   for flags, video_id in zip(flags_per_query, video_ids):
     if not keeps(flags, protocol):
@@ -80,9 +91,11 @@ def summary(flags_per_query: Iterable[int], video_ids: Iterable[str], protocol: 
       continue
     kept += 1
     kept_videos.add(video_id)
-    for bit, name in (_TAN_CLIPS.items() if protocol == "tan" else FLAG_NAMES.items()):
-      if flags & bit:
-        notes[name if protocol == "tan" else f"kept: {name}"] += 1
+    if protocol in _CLIPS_TIMES:
+      notes.update(name for bit, name in _TAN_CLIPS.items() if flags & bit)
+    kept_as_is = FLAG_NAMES if protocol == "lgi" else (
+        {} if protocol == "tan" else {b: n for b, n in FLAG_NAMES.items() if b & _TAN_DROPS})
+    notes.update(f"kept: {name}" for bit, name in kept_as_is.items() if flags & bit)
   return {"queries": kept, "videos": len(kept_videos), "notes": dict(sorted(notes.items()))}
 
 
@@ -97,7 +110,10 @@ def apply(starts, ends, duration, flags, protocol: str):
   Returns:
     (keep `[Q]` bool, starts `[Q]`, ends `[Q]`).
   """
-  if check_protocol(protocol) == "lgi":
-    return tf.ones_like(flags, tf.bool), starts, ends
-  keep = tf.equal(tf.bitwise.bitwise_and(flags, tf.constant(_TAN_DROPS, flags.dtype)), 0)
+  if COUNTED_AS[check_protocol(protocol)] == "lgi":
+    keep = tf.ones_like(flags, tf.bool)
+  else:
+    keep = tf.equal(tf.bitwise.bitwise_and(flags, tf.constant(_TAN_DROPS, flags.dtype)), 0)
+  if protocol not in _CLIPS_TIMES:
+    return keep, starts, ends
   return keep, tf.maximum(starts, 0.0), tf.minimum(ends, duration)

@@ -7,10 +7,11 @@ model; `get(name)` looks one up and `build_model(config.model)` builds it. The m
 May import (from sscs_tf): core, data, scoring.
 """
 
-from sscs_tf.models import lgi, tan
+from sscs_tf.models import lgi, tan, vslnet
 from sscs_tf.models.baseline import Baseline
 
-BASELINES = {baseline.name: baseline for baseline in (tan.BASELINE, lgi.BASELINE)}
+BASELINES = {baseline.name: baseline for baseline in (tan.BASELINE, lgi.BASELINE,
+                                                          vslnet.BASELINE)}
 
 
 def get(name: str) -> Baseline:

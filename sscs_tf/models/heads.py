@@ -8,6 +8,8 @@ seconds, best first; scores [B, k] float32), computing what the evaluation ranks
 import numpy as np
 import tensorflow as tf
 
+from sscs_tf.scoring import metrics
+
 
 class TanHead(tf.Module):
   """2D-TAN score maps -> top-k segments: sigmoid(scores) * mask over cells s <= e, cell
@@ -73,3 +75,36 @@ class SegmentHead(tf.Module):
   def __call__(self, outputs, durations):
     times = tf.cast(outputs["times"], tf.float32) * durations[:, None]
     return times[:, None, :], tf.ones_like(times[:, :1])
+
+
+class OneSegmentScorer:
+  """The scorer of a model that predicts one segment per query (LGI, VSLNet): R@1 with
+  IoU >= m and mIoU (`metrics.r_at_1`). A subclass gives `outputs_to_numpy` and
+  `predicted_seconds(arrays, batch) -> [B, 2]`."""
+
+  TOP1_METRIC, STRICT = "R1@0.5", False
+
+  def __init__(self, eval_config):
+    self.thresholds = tuple(eval_config.iou_thresholds)
+    self._pred, self._gt, self._ids, self._durations = [], [], [], []
+
+  def predicted_seconds(self, out, batch):
+    raise NotImplementedError
+
+  def update(self, out, batch):
+    self._pred.append(self.predicted_seconds(out, batch))
+    self._gt.append(np.stack([batch["start"], batch["end"]], axis=1))
+    self._durations.append(batch["duration"])
+    self._ids.extend(batch["query_id"])
+
+  def result(self):
+    return metrics.r_at_1(np.concatenate(self._pred), np.concatenate(self._gt),
+                          self.thresholds)
+
+  def per_query(self):
+    pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
+    ious = metrics.span_iou(pred, gt)
+    durations = np.concatenate(self._durations)
+    return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
+                 segments=[pred[i].tolist()], ious=[float(ious[i])])
+            for i, qid in enumerate(self._ids)]

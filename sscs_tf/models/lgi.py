@@ -21,14 +21,13 @@ initial weights. `lgi_import.py` loads the authors' weights.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from sscs_tf.data import preprocess
 from sscs_tf.models import heads, layers, lgi_layers
 from sscs_tf.models.baseline import Baseline
-from sscs_tf.scoring import losses, metrics
+from sscs_tf.scoring import losses
 
 OUTPUT_ACTIVATIONS = ("relu", "sigmoid")
 
@@ -200,36 +199,15 @@ def targets(batch, data_config):
       batch["start"], batch["end"], batch["duration"], num_valid, data_config.num_segments)}
 
 
-class Scorer:
+class Scorer(heads.OneSegmentScorer):
   """LGI: the regressed (t_s, t_e) fractions times the duration; R@1 with IoU >= m."""
-
-  TOP1_METRIC, STRICT = "R1@0.5", False
-
-  def __init__(self, eval_config):
-    self.thresholds = tuple(eval_config.iou_thresholds)
-    self._pred, self._gt, self._ids, self._durations = [], [], [], []
 
   @staticmethod
   def outputs_to_numpy(outputs):
     return {"times": tf.cast(outputs["times"], tf.float32)}
 
-  def update(self, out, batch):
-    self._pred.append(out["times"] * batch["duration"][:, None])
-    self._gt.append(np.stack([batch["start"], batch["end"]], axis=1))
-    self._durations.append(batch["duration"])
-    self._ids.extend(batch["query_id"])
-
-  def result(self):
-    return metrics.r_at_1(np.concatenate(self._pred), np.concatenate(self._gt),
-                          self.thresholds)
-
-  def per_query(self):
-    pred, gt = np.concatenate(self._pred), np.concatenate(self._gt)
-    ious = metrics.span_iou(pred, gt)
-    durations = np.concatenate(self._durations)
-    return [dict(query_id=qid, duration=float(durations[i]), gt=gt[i].tolist(),
-                 segments=[pred[i].tolist()], ious=[float(ious[i])])
-            for i, qid in enumerate(self._ids)]
+  def predicted_seconds(self, out, batch):
+    return out["times"] * batch["duration"][:, None]
 
 
 BASELINE = Baseline(

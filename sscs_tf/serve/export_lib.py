@@ -94,10 +94,7 @@ class ServingModule(tf.Module):
     rows = features[:length]
     if self.normalize_rows:
       rows = preprocess.l2_normalize_rows(rows)
-    if self.sampling == "average":
-      return (preprocess.average_to_fixed_length(rows, self.num_segments),
-              tf.ones([self.num_segments], tf.float32))
-    return preprocess.pick_segments(rows, self.num_segments, 0.0)
+    return preprocess.resample(rows, self.sampling, self.num_segments)
 
   def _serve(self, sentences, features, lengths, durations):
     word_ids, num_words = self.encoder(sentences)

@@ -20,8 +20,9 @@ from sscs_tf.sscs.branch import MODES
 
 def prepare_config(config):
   """A copy of `config` with what comes from the data filled in: the vocabulary size, the
-  embeddings file, the branch's clip count; checks the feature width, the splits and the
-  loop's periods, so that a mistyped value fails now rather than after an epoch."""
+  model's files set to "auto" (embeddings, vocabulary), the branch's clip count; checks the
+  feature width, the splits and the loop's periods, so that a mistyped value fails now
+  rather than after an epoch."""
   meta = meta_lib.load_meta(config.data.data_dir)
   _check_splits_and_periods(config, meta)
   _check_values(config)
@@ -39,10 +40,12 @@ def prepare_config(config):
     elif model.vocab_size != meta["vocab_size"]:
       raise ValueError(f"config.model.vocab_size {model.vocab_size} differs from the data's "
                        f"vocabulary ({meta['vocab_size']} words).")
-    if "embeddings_file" in model and model.embeddings_file == "auto":
-      embeddings = meta.get("embeddings_file")
-      model.embeddings_file = (os.path.join(os.path.abspath(config.data.data_dir), embeddings)
-                               if embeddings else "")
+    # A model field `<name>_file` set to "auto" names the data's file of meta.json's
+    # `<name>_file` (embeddings.npy, vocab.txt), or "" when the data has none.
+    for field in [f for f in model if f.endswith("_file") and model[f] == "auto"]:
+      name = meta.get(field)
+      model[field] = (os.path.join(os.path.abspath(config.data.data_dir), name)
+                      if name else "")
     if config.sscs.mode != "off":
       config.sscs.vocab_size = meta["vocab_size"]
       config.sscs.num_clips = models.clip_count(config.model)

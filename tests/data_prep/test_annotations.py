@@ -138,3 +138,26 @@ def test_activitynet_seconds_and_clipping(tmp_path):
   assert train.skipped.counts() == {"malformed annotation": 1}
   assert (val.name, test.name) == ("val", "test")
   assert val.queries[0].query_id == "val_1.json:v_abc:0"
+
+
+def test_charades_json_durations_as_vslnet_ships_them(tmp_path):
+  (tmp_path / "charades_sta_train.txt").write_text("AAAAA 1.0 5.0##a person sits.\n")
+  (tmp_path / "charades_sta_test.txt").write_text("BBBBB 0.0 9.5##a person opens a door.\n")
+  (tmp_path / "charades.json").write_text(
+      '{"AAAAA": {"subset": "training", "duration": 10.25, "actions": []},'
+      ' "BBBBB": {"subset": "testing", "duration": 8.5, "actions": []}}')
+  train, test = charades_sta.read_splits(str(tmp_path))
+  assert train.durations == {"AAAAA": 10.25} and test.durations == {"BBBBB": 8.5}
+  assert test.queries[0].flags == protocol.END_PAST_DURATION
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"AAAAA": {"duration": -3}}', "video 'AAAAA' has duration -3"),
+    ('{"AAAAA": {"subset": "training"}}', "video 'AAAAA' has duration None"),
+    ('{"AAAAA": ', "charades.json:1: not JSON"),
+    ('[1, 2]', "expected an object of videos, got list"),
+])
+def test_charades_json_bad_durations_are_named(tmp_path, text, message):
+  (tmp_path / "charades.json").write_text(text)
+  with pytest.raises(annotations.AnnotationError, match=message):
+    annotations.read_charades_json_durations(str(tmp_path / "charades.json"))

@@ -1,6 +1,8 @@
 """Kept query counts on the real annotation files, per data protocol: 2D-TAN's equal the
 reference 2D-TAN's; LGI's keep every query as annotated (docs/data.md)."""
 
+import os
+
 import pytest
 
 from data_prep import activitynet, charades_sta, convert, tacos
@@ -46,6 +48,26 @@ def test_charades_sta_counts():
   assert len(valid) == 6672 and all_videos == valid and valid - tan_videos == {"LEOL6", "AKKWU"}
   assert (train.protocol_summary("lgi")["videos"] - train.protocol_summary("tan")["videos"]
           == 2)
+
+
+def test_charades_sta_vslnet_variant_counts():
+  """VSLNet's variant (durations from charades.json, two decimals): its train file corrects
+  the four reversed lines of the release, so every protocol keeps all 12,408 / 3,720."""
+  original = _kept(charades_sta.read_splits, "charades_sta")
+  train, test = _kept(charades_sta.read_splits, os.path.join("charades_sta", "vslnet_variant"))
+  for name in ("tan", "lgi", "vslnet"):
+    assert [s.protocol_summary(name)["queries"] for s in (train, test)] == [12408, 3720]
+  assert _notes(train, "vslnet") == {"end clipped to the duration": 1802}
+  assert _notes(test, "vslnet") == {"end clipped to the duration": 562}
+  # The original release under VSLNet's rule: all kept, the reversed four as they are.
+  assert _notes(original[0], "vslnet") == {"end clipped to the duration": 1805,
+                                           "kept: start >= end": 4,
+                                           "kept: start at or past the video's end": 3}
+  fixed = {q.query_id: (q.start, q.end) for q in train.queries}
+  assert fixed["charades_sta_train.txt:8252"] == (0.0, 2.5)  # LEOL6, 8.0 7.0 in the release
+  assert len(train.durations) == 5338 and len(test.durations) == 1334
+  assert train.durations["7UPGT"] == 23.21
+  assert len(train.skipped) == 0 and len(test.skipped) == 0
 
 
 def test_tacos_counts():

@@ -28,6 +28,16 @@ def _run(module, *args, cache_dir=""):
                         timeout=900, cwd=REPO_ROOT, env=env)
 
 
+def train_and_export_on_val(config, tmp_path):
+  """Two steps on the video's val queries (I3D rows, 1024-d), exported to tmp_path/model."""
+  with config.unlocked():
+    config.model.feature_dim = 1024
+    config.data.train_split, config.data.eval_split = "val", "test"
+    config.data.batch_size = 3
+  train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
+
+
 @pytest.mark.slow
 def test_real_video_from_file_to_grounded_sentence(tmp_path, rgb_scratch_weights):
   video = shared_path("i3d", f"{VIDEO_ID}.mp4")
@@ -64,13 +74,7 @@ def test_real_video_from_file_to_grounded_sentence(tmp_path, rgb_scratch_weights
   assert skipped.count("\tno features\t") == sum(
       s["skipped"].get("no features", 0) for s in meta["splits"].values())
 
-  config = tiny_config(data, "sscs=off", num_train_steps=2)
-  with config.unlocked():
-    config.model.feature_dim = 1024
-    config.data.train_split, config.data.eval_split = "val", "test"
-    config.data.batch_size = 3
-  train_lib.train_and_evaluate(config, str(tmp_path / "run"))
-  export_lib.export_run(str(tmp_path / "run"), str(tmp_path / "model"))
+  train_and_export_on_val(tiny_config(data, "sscs=off", num_train_steps=2), tmp_path)
 
   sentence = "She lifts a barbell to her chest."  # val_1, [2.91, 6.54] s
   grounded = _run("sscs_tf.cli.ground", f"--model={tmp_path / 'model'}", f"--video={video}",

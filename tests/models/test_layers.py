@@ -278,7 +278,68 @@ I3D_CASES = {
         mixed_precision_dtype="float32")],
 }
 
-CASES = {**MODEL_LAYER_CASES, **LGI_CASES, **SSCS_CASES, **I3D_CASES}
+def two_sequences(rng):
+  """VSLNet's video `[B, 5, 4]` and query `[B, 3, 4]` with their masks."""
+  return (floats(rng, B, 5, 4), floats(rng, B, 3, 4), mask(5, 3, length=5),
+          mask(3, 2, length=3))
+
+
+VSLNET_CASES = {
+    "FeatureEncoder": [Case(
+        dict(hidden_size=4, num_heads=2, max_position_length=6, dropout=0.1, kernel_size=3,
+             num_conv_layers=2),
+        lambda rng: (floats(rng, B, 5, 4), mask(5, 3, length=5)), (B, 5, 4),
+        # positions 6 x 4 = 24 (1); two layer norms 8 (4); two separable convolutions
+        # 3 x 4 + 4 x 4 + 4 = 32 (6); attention norm 8 (2); query, key, value 3 x 20 (6);
+        # dense norm 8 (2); dense 20 (2).
+        trainable=(23, 200))],
+    "ContextQueryAttention": [Case(
+        dict(hidden_size=4, dropout=0.1), two_sequences, ((B, 5, 4), (B, 5, 3)),
+        # w0, w1, w_mul 4 each; dense 16 x 4 without bias.
+        trainable=(4, 76), mixed_precision_dtype=("bfloat16", "float32"))],
+    "QueryPoolingConcat": [Case(
+        dict(hidden_size=4), lambda rng: two_sequences(rng)[:2] + (mask(3, 2, length=3),),
+        ((B, 5, 4), (B, 4)), trainable=(3, 40))],  # pool weight 4; dense 8 x 4 + 4
+    "Highlighter": [Case(
+        dict(hidden_size=4), lambda rng: (floats(rng, B, 5, 4), mask(5, 3, length=5)),
+        (B, 5), trainable=(2, 5), mixed_precision_dtype="float32")],  # dense 4 + 1
+    "TF1LSTMCell": [Case(
+        dict(units=3),
+        lambda rng: (floats(rng, B, 4), [floats(rng, B, 3), floats(rng, B, 3)]),
+        ((B, 3), [(B, 3), (B, 3)]),
+        trainable=(2, 96), dtype_argument=True)],  # kernel (4 + 3) x 12 + bias 12
+    "ConditionedSpanPredictor": [
+        Case(dict(hidden_size=4, mode="rnn"),
+             lambda rng: (floats(rng, B, 5, 4), mask(5, 3, length=5)), ((B, 5), (B, 5)),
+             # two LSTMs (4 + 4) x 16 + 16 = 144 (2); hidden 8 x 4 + 4 (2) twice; dense
+             # 4 + 1 (2) twice.
+             trainable=(12, 370), mixed_precision_dtype="float32"),
+        Case(dict(hidden_size=4, mode="transformer", num_heads=2, max_position_length=6,
+                  dropout=0.1),
+             lambda rng: (floats(rng, B, 5, 4), mask(5, 3, length=5)), ((B, 5), (B, 5)),
+             # encoder (kernel 7, 4 convolutions): 24 + 4 x 8 + 4 x (7 x 4 + 16 + 4) + 8
+             # + 60 + 8 + 20 = 344 (33); start and end norms 16 (4); hidden and dense 82 (8).
+             trainable=(45, 442), mixed_precision_dtype="float32")],
+    "CharCNN": [Case(
+        dict(char_vocab_size=6, char_dim=3, dropout=0.1),
+        lambda rng: rng.integers(0, 6, size=(B, 3, 5)).astype(np.int32), (B, 3, 100),
+        # table 5 x 3; filters 1 x 3 x 10 + 2 x 3 x 20 + 3 x 3 x 30 + 4 x 3 x 40 = 900;
+        # biases 100.
+        trainable=(9, 1015))],
+    "VSLNet": [Case(
+        dict(feature_dim=3, vocab_size=7, embedding_dim=3, hidden_size=4, num_heads=2,
+             max_position_length=6, dropout=0.1),
+        lambda rng: grounding_inputs(rng, 6, 3, valid=(6, 4)),
+        {"start_logits": (B, 6), "end_logits": (B, 6), "highlight_logits": (B, 6),
+         "clip_features": (B, 6, 4), "clip_mask": (B, 6), "sentence_feature": (B, 4),
+         "regularized_square_sum": (B,)},
+        # word table 7 x 3 = 21 and unk 3 (2); projections 3 x 4 + 4 twice (4); encoder
+        # (kernel 7, 4 convolutions, 6 positions) 344 (33); attention 76 (4); pooling 40
+        # (3); highlighter 5 (2); rnn predictor 370 (12).
+        trainable=(60, 891), mixed_precision_dtype="float32")],
+}
+
+CASES = {**MODEL_LAYER_CASES, **LGI_CASES, **SSCS_CASES, **I3D_CASES, **VSLNET_CASES}
 REGISTERED = registered_layers()
 
 
