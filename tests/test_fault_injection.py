@@ -135,7 +135,7 @@ def test_conversion_killed_at_random_moments_ends_byte_identical(tmp_path):
   results = _in_parallel(*chains, (_run, command(reference, 2)))
   assert results[-1].returncode == 0, results[-1].stderr[-3000:]
   killed = sum(k for k, _ in results[:-1])
-  assert killed >= min_kills, killed
+  assert killed >= 20, killed
   _assert_quiet(results[-1].stderr)
   expected = _files(reference)
   assert "meta.json" in expected and "train-00001-of-00002.tfrecord" in expected
