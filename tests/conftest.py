@@ -63,10 +63,3 @@ def tiny_records(tmp_path_factory):
   root = tmp_path_factory.mktemp("tiny_data")
   return demo.build(str(root), seed=0, num_train_videos=8, num_test_videos=4, feature_dim=32)
 
-
-def pytest_collection_modifyitems(config, items):
-  """Slow tests first (a stable sort: the rest keep their order). With two xdist workers a
-  minutes-long test near the end of the run leaves the other worker idle; started first,
-  the quick tests fill in around it."""
-  del config
-  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
