@@ -248,14 +248,18 @@ def vslnet_config(*, dataset: str, feature_dim: int, max_position_length: int,
                                                top_k=5, query_diagnostics=True))
 
   config.optim = ml_collections.ConfigDict(dict(
-      name="adam",
-      learning_rate=1e-4,  # Published: --init_lr 1e-4 ...
-      beta_1=0.9,  # ... betas (0.9, 0.999), epsilon 1e-6 (model/ops.py) ...
+      # Published: BERT's AdamWeightDecayOptimizer (model/ops.py `create_optimizer`) ...
+      name="adam_weight_decay",
+      learning_rate=1e-4,  # ... --init_lr 1e-4 ...
+      beta_1=0.9,  # ... betas (0.9, 0.999), epsilon 1e-6 ...
       beta_2=0.999,
       epsilon=1e-6,
-      # ... with decoupled weight decay 0.01 and a linear decay to 0, which the trainer's
-      # Adam does not have (docs/models.md, VSLNet, "Deviations").
-      weight_decay=0.0,
+      weight_decay=0.01,  # ... weight_decay_rate 0.01, except for ...
+      # ... exclude_from_weight_decay=['LayerNorm', 'layer_norm', 'bias'] on their variable
+      # names: the biases and the layer norms' scale and bias, here by the port's paths.
+      weight_decay_exclude=(r"bias", r"/gamma$", r"/beta$"),
+      schedule="linear",  # ... polynomial_decay(power 1.0, end 0) over all steps ...
+      warmup_proportion=0.0,  # ... --warmup_proportion 0.0.
       clip_norm=1.0,  # Published: --clip_norm 1.0.
       plateau_factor=0.5,  # VSLNet has no plateau schedule; these apply under paper_optim.
       plateau_patience=20,

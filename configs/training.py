@@ -94,5 +94,9 @@ def apply_paper_optim(config: ml_collections.ConfigDict) -> None:
   steers training.
   """
   config.optim.learning_rate = 1.6e-2
+  if config.optim.name != "adam" or config.optim.get("schedule", "constant") != "constant":
+    # A baseline trained otherwise (VSLNet) takes the paper's plain Adam and its schedule.
+    config.optim.name, config.optim.schedule = "adam", "constant"
+    config.optim.weight_decay, config.optim.warmup_proportion = 0.0, 0.0
   config.data.batch_size = 256
   config.optim.plateau_monitor = "loss" if config.data.val_split else ""

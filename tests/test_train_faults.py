@@ -109,11 +109,32 @@ def test_stale_temporary_saves_are_removed(demo_records, tmp_path):
     ("case_config_weight_decay_negative", "optim.weight_decay", -1e-4,
      r"config.optim.weight_decay must be a finite number >= 0 \(0: none\), got -0.0001"),
     ("case_config_weight_decay_inf", "optim.weight_decay", float("inf"), "weight_decay .* got inf"),
+    ("case_config_optimizer_unknown", "optim.name", "sgd", r"config.optim.name must be one "
+     r"of \('adam', 'adam_weight_decay'\), got 'sgd'"),
+    ("case_config_schedule_unknown", "optim.schedule", "cosine", r"config.optim.schedule "
+     r"must be one of \('constant', 'linear'\), got 'cosine'"),
+    ("case_config_warmup_negative", "optim.warmup_proportion", -0.1,
+     "warmup_proportion must be >= 0"),
+    ("case_config_warmup_without_schedule", "optim.warmup_proportion", 0.1,
+     "warmup_proportion is a part of the linear schedule"),
+    ("case_config_decay_exclusion_bad", "optim.weight_decay_exclude", ("bias", "(gamma"),
+     r"config.optim.weight_decay_exclude holds '\(gamma', not a regular expression"),
     ("case_config_sscs_mode_unknown", "sscs.mode", "sc", r"config.sscs.mode must be one of "
      r"\('off', 'gtc', 'ss'\), got 'sc'"),
 ])
 def test_unusable_config_values_are_named(demo_records, case, field, value, message):
   assert_config_refused(demo_records, field, value, message)
+
+
+def test_a_linear_schedule_and_a_plateau_schedule_are_refused_together(demo_records):
+  config = tiny_config(demo_records)
+  with config.unlocked():
+    config.optim.schedule = "linear"
+    config.optim.plateau_monitor = "loss"
+  with pytest.raises(ValueError, match=r"config.optim.schedule 'linear' sets the learning "
+                     r"rate at every step, so ReduceLROnPlateau \(config.optim."
+                     r"plateau_monitor='loss'\) cannot change it"):
+    prepare_config(config)
 
 
 @pytest.mark.parametrize("case, override, expected", [

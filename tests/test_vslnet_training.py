@@ -16,7 +16,8 @@ from sscs_tf.run import run_dir
 from sscs_tf.train.run_config import prepare_config
 from tests.testing import REPO_ROOT
 from tests.testing_train import (encode_sentences, long_and_short_videos, serve_in_fresh_process,
-                                 tiny_vslnet_config, train_and_export_on_two_replicas)
+                                 tiny_vslnet_config, train_and_export_on_two_replicas,
+                                 train_scalars)
 
 SENTENCES = ["a person opens the door", "person sits on a chair"]
 
@@ -25,6 +26,12 @@ def test_vslnet_trains_on_two_replicas_and_exports(demo_records, tmp_path, two_c
   config = tiny_vslnet_config(demo_records, num_train_steps=4)
   table = train_and_export_on_two_replicas(config, tmp_path, two_cpu_strategy)
   assert {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "loss"} <= set(table)
+  # VSLNet's optimizer and schedule: the rate falls linearly to 0 at the last step.
+  assert config.optim.name == "adam_weight_decay" and config.optim.schedule == "linear"
+  rates = train_scalars(tmp_path / "run", "learning_rate")
+  assert rates and rates == {step: pytest.approx(1e-3 * (1 - step / 4), abs=1e-9)
+                             for step in rates}
+  assert rates[4] == 0.0
   inputs = long_and_short_videos()  # 300 rows (averaged into 128 steps) and 70 (padded)
   segments, scores, names = serve_in_fresh_process(tmp_path / "model", inputs, SENTENCES,
                                                    tmp_path)

@@ -1,7 +1,9 @@
 """Tiny training configs for the trainer, export and CLI tests, and what the tests of
 several baselines share: two training steps, a request to an export from a fresh process."""
 
+import glob
 import json
+import os
 import subprocess
 import sys
 
@@ -131,6 +133,18 @@ def long_and_short_videos(feature_dim: int = 32):
   return {"features": rng.normal(size=(2, 300, feature_dim)).astype(np.float32),
           "lengths": np.array([300, 70], np.int32),
           "durations": np.array([40.0, 12.0], np.float32)}
+
+
+def train_scalars(workdir, tag: str) -> dict:
+  """{step: value} of one scalar of a run's `tensorboard/train` events."""
+  values = {}
+  for path in sorted(glob.glob(os.path.join(str(workdir), "tensorboard", "train",
+                                            "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
 
 
 def train_and_export_on_two_replicas(config, tmp_path, strategy) -> dict:

@@ -10,12 +10,26 @@ this module.
 import copy
 import math
 import os
+import re
 
 from absl import logging
 
 from sscs_tf import models
 from sscs_tf.data import meta as meta_lib
 from sscs_tf.sscs.branch import MODES
+from sscs_tf.train import optimizers
+
+
+def training_steps(config) -> tuple:
+  """(steps per epoch, the run's last step) of `config` on its data."""
+  meta = meta_lib.load_meta(config.data.data_dir)
+  global_batch = config.data.batch_size
+  steps_per_epoch = meta_lib.steps_per_epoch(meta, config.data.train_split, global_batch,
+                                            protocol_name=config.data.protocol)
+  if steps_per_epoch < 1:
+    raise ValueError(f"The training split has fewer queries than one batch of {global_batch}.")
+  return steps_per_epoch, (config.train.num_train_steps
+                           or config.train.num_epochs * steps_per_epoch)
 
 
 def prepare_config(config):
@@ -111,6 +125,33 @@ def _check_splits_and_periods(config, meta: dict) -> None:
                      f"evaluations) or more, got {config.train.query_check_every}.")
 
 
+def _check_optimizer(optim) -> None:
+  if optim.name not in optimizers.NAMES:
+    raise ValueError(f"config.optim.name must be one of {optimizers.NAMES}, got {optim.name!r}.")
+  schedule = optim.get("schedule", "constant")
+  if schedule not in optimizers.SCHEDULES:
+    raise ValueError(f"config.optim.schedule must be one of {optimizers.SCHEDULES}, got "
+                     f"{schedule!r}.")
+  if schedule != "constant" and optim.plateau_monitor:
+    raise ValueError(f"config.optim.schedule {schedule!r} sets the learning rate at every "
+                     f"step, so ReduceLROnPlateau (config.optim.plateau_monitor="
+                     f"{optim.plateau_monitor!r}) cannot change it: set one of them "
+                     "(--config.optim.plateau_monitor= or --config.optim.schedule=constant).")
+  warmup = optim.get("warmup_proportion", 0.0)
+  if not (isinstance(warmup, (int, float)) and math.isfinite(warmup) and warmup >= 0):
+    raise ValueError(f"config.optim.warmup_proportion must be >= 0 (a share of the steps, or "
+                     f"a step count when > 1), got {warmup!r}.")
+  if warmup and schedule == "constant":
+    raise ValueError("config.optim.warmup_proportion is a part of the linear schedule: set "
+                     "--config.optim.schedule=linear or --config.optim.warmup_proportion=0.")
+  for pattern in optim.get("weight_decay_exclude", ()):
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ValueError(f"config.optim.weight_decay_exclude holds {pattern!r}, not a regular "
+                       f"expression: {e}.") from None
+
+
 def _check_values(config) -> None:
   """Values no run can use, named now rather than as a shape error or a NaN later."""
   for field in ("batch_size", "eval_batch_size"):
@@ -123,6 +164,7 @@ def _check_values(config) -> None:
   if not (isinstance(decay, (int, float)) and math.isfinite(decay) and decay >= 0):
     raise ValueError(f"config.optim.weight_decay must be a finite number >= 0 (0: none), got "
                      f"{decay!r}.")
+  _check_optimizer(config.optim)
   if config.optim.get("clip_norm") is not None and config.optim.clip_norm < 0:
     raise ValueError(f"config.optim.clip_norm must be >= 0 (0: no clipping), got "
                      f"{config.optim.clip_norm}.")

@@ -19,10 +19,9 @@ from absl import logging
 from sscs_tf.core import fileio
 from sscs_tf.evaluate import eval_lib
 from sscs_tf.train import distribute, objective, summaries
-from sscs_tf.data import meta as data_meta
 from sscs_tf.data import pipeline
 from sscs_tf.models import contract
-from sscs_tf.train.run_config import log_word_embeddings, prepare_config
+from sscs_tf.train.run_config import log_word_embeddings, prepare_config, training_steps
 from sscs_tf.train.train_state import TrainState
 
 
@@ -155,13 +154,8 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
     os.makedirs(workdir, exist_ok=True)
     fileio.atomic_write_text(os.path.join(workdir, "config.json"),
                              config.to_json_best_effort(indent=2) + "\n")
-  meta = data_meta.load_meta(config.data.data_dir)
   global_batch = config.data.batch_size
-  steps_per_epoch = data_meta.steps_per_epoch(meta, config.data.train_split, global_batch,
-                                             protocol_name=config.data.protocol)
-  if steps_per_epoch < 1:
-    raise ValueError(f"The training split has fewer queries than one batch of {global_batch}.")
-  total_steps = config.train.num_train_steps or config.train.num_epochs * steps_per_epoch
+  steps_per_epoch, total_steps = training_steps(config)
   writer = summaries.Writer(workdir, config, enabled=chief)
   train_steps = make_train_steps(state, strategy, global_batch)
   progress = _Progress(total_steps, config.train.log_every_steps)

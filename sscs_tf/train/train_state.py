@@ -13,7 +13,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from keras import ops
 
 from sscs_tf import models
 from sscs_tf.core import fileio
@@ -21,7 +20,7 @@ from sscs_tf.core.faults import fault_point
 from sscs_tf.evaluate import eval_lib
 from sscs_tf.models import contract
 from sscs_tf.sscs.branch import SscsBranch
-from sscs_tf.train import distribute
+from sscs_tf.train import distribute, optimizers, run_config
 from sscs_tf.train.schedules import ReduceLROnPlateau
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -46,7 +45,10 @@ class TrainState:
     with strategy.scope():
       self.model = models.build_model(config.model)
       self.branch = SscsBranch(**config.sscs) if config.sscs.mode != "off" else None
-      self.optimizer = _make_optimizer(config.optim, self.loss_scaled)
+      # A decaying schedule needs the run's length; a constant one does not read the data.
+      total_steps = (run_config.training_steps(config)[1]
+                     if config.optim.get("schedule", "constant") != "constant" else 0)
+      self.optimizer = optimizers.make_optimizer(config.optim, self.loss_scaled, total_steps)
       self._build()
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
       mode = "min" if config.optim.plateau_monitor in ("", "loss") else "max"
@@ -201,35 +203,3 @@ class TrainState:
                                         "table": table})
         logging.info("New best %s %.4f at step %d", metric, table[metric], step)
       self._drop_scratch()
-
-
-class AdamWithL2(keras.optimizers.Adam):
-  """Adam with PyTorch's `weight_decay`: each gradient gets `l2 * variable` before the
-  moments, as torch.optim.Adam computes it (2D-TAN's train.py builds its Adam so). Keras'
-  own `weight_decay` is the decoupled AdamW decay, another update.
-
-  The term joins inside the update step: after the loss scale is divided out, after the
-  replicas' gradients are summed and after the loop's clipping (`train_lib._clip_and_apply`),
-  as the reference adds it inside `optimizer.step()`, after `clip_grad_norm_`.
-  """
-
-  def __init__(self, l2: float, **kwargs):
-    super().__init__(**kwargs)
-    self.l2 = l2
-
-  def update_step(self, gradient, variable, learning_rate):
-    gradient = ops.cast(gradient, variable.dtype) + ops.cast(self.l2, variable.dtype) * variable
-    super().update_step(gradient, variable, learning_rate)
-
-  def get_config(self):
-    return {**super().get_config(), "l2": self.l2}
-
-
-def _make_optimizer(optim, loss_scaled: bool):
-  if optim.name != "adam":
-    raise ValueError(f"Unknown optimizer {optim.name!r}; 'adam' is what the baselines use.")
-  kwargs = dict(learning_rate=optim.learning_rate, beta_1=optim.beta_1, beta_2=optim.beta_2,
-                epsilon=optim.epsilon)
-  optimizer = (AdamWithL2(optim.weight_decay, **kwargs) if optim.weight_decay
-               else keras.optimizers.Adam(**kwargs))
-  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaled else optimizer

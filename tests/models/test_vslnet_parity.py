@@ -7,15 +7,18 @@ to run it); their variables are loaded with `vslnet_import`, by the reference's 
 """
 
 import os
+import re
 
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs import vslnet_charades
 from sscs_tf.data import preprocess
 from sscs_tf.models import vslnet, vslnet_import, vslnet_spans
 from sscs_tf.scoring import metrics
+from sscs_tf.train import optimizers
 
 GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "vslnet.npz")
 COMMIT = "3793c625f2e251a5f19a0d59f0c83b12e386f808"
@@ -190,3 +193,20 @@ def test_evaluation_is_the_reference(goldens):
   table = metrics.r_at_1(seconds, gt, (0.3, 0.5, 0.7))
   got = [100.0 * table[k] for k in ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")]
   np.testing.assert_allclose(got, goldens["eval/table"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("predictor", PREDICTORS)
+def test_weight_decay_skips_the_variables_the_authors_skip(goldens, predictor, tmp_path):
+  """model/ops.py decays every trainable variable but those whose name matches
+  'LayerNorm', 'layer_norm' or 'bias'; the config's exclusions over the port's paths pick
+  the same ones, variable by variable."""
+  model = build(goldens, predictor, tmp_path)
+  optim = vslnet_charades.get_config().optim
+  optimizer = optimizers.make_optimizer(optim, loss_scaled=False, total_steps=10)
+  pairs = vslnet_import.reference_weight_map(model)
+  assert {v.path for v in pairs.values()} == {v.path for v in model.trainable_variables}
+  decided = {name: optimizer.decays(variable) for name, variable in pairs.items()}
+  expected = {name: not any(re.search(p, name) for p in ("LayerNorm", "layer_norm", "bias"))
+              for name in pairs}
+  assert decided == expected
+  assert 0 < sum(decided.values()) < len(decided)
