@@ -175,6 +175,12 @@ def _batch_fn(config, targets):
   return fn
 
 
+def _plain(fn):
+  """`fn` traced as written: the pipeline's functions use tf.cond / tf.where, not Python
+  control flow on tensors, and AutoGraph's conversion of them costs seconds at each start."""
+  return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _random(seed):
   """int64 random numbers; new ones on each pass when the trainer repeats the dataset."""
   return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
@@ -188,14 +194,14 @@ def _training_queries(records, video_fn, buffer_videos, batch_size, repeat, seed
     ds = ds.repeat()
   ds = tf.data.Dataset.zip(ds, _random(seeds[1]))
   ds = ds.map(video_fn, num_parallel_calls=parallel, deterministic=deterministic)
-  return ds.interleave(_expand, cycle_length=batch_size, block_length=1)
+  return ds.interleave(_plain(_expand), cycle_length=batch_size, block_length=1)
 
 
 def _eval_queries(records, video_fn, repeat, parallel):
   """Videos in file order -> their queries in stored order."""
   ds = records.repeat() if repeat else records
   ds = ds.map(video_fn, num_parallel_calls=parallel, deterministic=True)
-  return ds.flat_map(_expand)
+  return ds.flat_map(_plain(_expand))
 
 
 def _validate(config):
@@ -252,7 +258,7 @@ def make_dataset(data_config, split: str, input_context=None, *, targets=None, t
 
   ds = _read_records(files, training, input_context, seeds[0], deterministic)
   pick_per_query = training and data_config.sampling == "pick"
-  video_fn = _video_fn(data_config, meta, resample=not pick_per_query)
+  video_fn = _plain(_video_fn(data_config, meta, resample=not pick_per_query))
   queries, videos = split_counts(meta, split, data_config.protocol)
   if training:
     per_video = max(1.0, queries / max(1, videos))
@@ -262,10 +268,10 @@ def make_dataset(data_config, split: str, input_context=None, *, targets=None, t
     ds = _eval_queries(ds, video_fn, repeat, parallel)
   if pick_per_query:
     ds = tf.data.Dataset.zip(_random(seeds[3]), ds).map(
-        _pick_fn(data_config.num_segments), num_parallel_calls=parallel,
+        _plain(_pick_fn(data_config.num_segments)), num_parallel_calls=parallel,
         deterministic=deterministic)
   ds = ds.batch(batch_size, drop_remainder=training)
-  ds = ds.map(_batch_fn(data_config, targets), num_parallel_calls=parallel,
+  ds = ds.map(_plain(_batch_fn(data_config, targets)), num_parallel_calls=parallel,
               deterministic=deterministic).prefetch(AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = deterministic

@@ -32,7 +32,7 @@ def make_predict_fn(model, model_name: str, loss_config, element_spec,
 
   if jit_compile:
     forward = contract.xla_compiled(forward)
-  return tf.function(forward, input_signature=[element_spec])
+  return tf.function(forward, input_signature=[element_spec], autograph=False)
 
 
 def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False,

@@ -100,14 +100,18 @@ def make_train_steps(state: TrainState, strategy, global_batch_size: int):
     _clip_and_apply(state, grads, variables, scale)
     return values
 
-  @tf.function
+  def body(i, history, iterator):
+    per_replica = strategy.run(step_fn, args=(next(iterator),))
+    values = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
+    return i + 1, history.write(i, tf.stack(values)), iterator
+
+  # Written as the loop AutoGraph would make of it: nothing traced here has Python control
+  # flow on tensors, and converting every layer's source costs seconds at each start.
+  @tf.function(autograph=False)
   def train_steps(iterator, num_steps):
     history = tf.TensorArray(tf.float32, size=num_steps)
-    for i in tf.range(num_steps):
-      per_replica = strategy.run(step_fn, args=(next(iterator),))
-      values = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                for v in per_replica]
-      history = history.write(i, tf.stack(values))
+    _, history, _ = tf.while_loop(lambda i, *_: i < num_steps, body,
+                                  (tf.constant(0), history, iterator))
     return history.stack()
 
   return train_steps
