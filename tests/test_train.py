@@ -14,7 +14,8 @@ from sscs_tf.train.schedules import ReduceLROnPlateau
 from sscs_tf.train.run_config import prepare_config
 from sscs_tf.train.train_state import TrainState
 from sscs_tf.models import contract
-from tests.testing_train import assert_config_refused, tiny_config, tiny_lgi_config
+from tests.testing_train import (assert_config_refused, tiny_config, tiny_lgi_config,
+                                 tiny_vslnet_config)
 
 
 def _event_tags(directory):
@@ -142,6 +143,58 @@ def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_
   np.testing.assert_allclose(history_2, history_1, rtol=2e-5, atol=1e-6)
   for a, b in zip(weights_1, weights_2):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_vslnet_step_on_two_replicas_equals_one_device(demo_records, tmp_path,
+                                                       two_cpu_strategy):
+  """VSLNet cuts a batch to its longest video, query and word and divides its highlighting
+  loss by the batch's valid steps: on two replicas the global batch's statistics
+  (models/contract.py) make the step the 1-device step."""
+  config = prepare_config(tiny_vslnet_config(demo_records))
+  with config.unlocked():
+    config.model.dropout = 0.0  # the replicas would draw other masks
+    config.optim.clip_norm = 0.05
+  batch = next(iter(contract.make_dataset(config, "train", training=True, seed=0)))
+  halves = [{k: v[:4] for k, v in batch.items()}, {k: v[4:] for k, v in batch.items()}]
+  steps_of = [int(np.sum(h["feature_mask"], axis=1).max()) for h in halves]
+  words_of = [int(np.max(h["num_words"])) for h in halves]
+  # Each half alone is cut shorter than the whole batch: the case the statistics are for.
+  assert min(steps_of) < max(steps_of) or min(words_of) < max(words_of)
+  results = []
+  for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+    tf.keras.utils.set_random_seed(0)
+    state = TrainState(config, strategy, str(tmp_path / str(len(results))))
+    steps = train_lib.make_train_steps(state, strategy, config.data.batch_size)
+    history = steps(_distributed_batch(strategy, batch), tf.constant(1)).numpy()
+    results.append((history, [v.numpy() for v in state.trainable_variables()]))
+  (history_1, weights_1), (history_2, weights_2) = results
+  np.testing.assert_allclose(history_2, history_1, rtol=2e-5, atol=1e-6)
+  for a, b in zip(weights_1, weights_2):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_global_statistics_are_reduced_over_the_replicas(two_cpu_strategy):
+  class Counting:
+    @staticmethod
+    def batch_statistics(inputs):
+      return {"rows": (tf.shape(inputs["features"])[0], "sum"),
+              "longest": (tf.reduce_max(inputs["num_words"]), "max")}
+
+  batch = {"features": tf.zeros([4, 3, 2]), "feature_mask": tf.ones([4, 3]),
+           "word_ids": tf.ones([4, 5], tf.int32), "num_words": tf.constant([1, 7, 2, 3])}
+
+  @tf.function
+  def run(distributed):
+    return two_cpu_strategy.run(lambda b: contract.with_global_statistics(Counting, b),
+                                args=(distributed,))
+
+  got = run(next(_distributed_batch(two_cpu_strategy, batch)))
+  for replica in two_cpu_strategy.experimental_local_results(got["global/rows"]):
+    assert float(replica) == 4.0
+  for replica in two_cpu_strategy.experimental_local_results(got["global/longest"]):
+    assert float(replica) == 7.0
+  # One device: nothing added, the model takes its own batch's values.
+  assert contract.with_global_statistics(Counting, batch) is batch
 
 
 def test_non_finite_loss_names_step_and_component(demo_records, tmp_path):

@@ -21,9 +21,44 @@ CLIP_OUTPUT_KEYS = ("clip_features", "clip_mask", "sentence_feature")
 BRANCH_BATCH_KEYS = ("start", "end", "duration", "word_ids", "num_words")
 
 
+# A model whose numbers depend on the whole batch (VSLNet pads it to its longest video,
+# query and word; its highlighting loss divides by the batch's valid steps) declares
+# `batch_statistics(inputs) -> {name: (scalar, "sum" | "max")}`. On several replicas each
+# holds a part of the global batch: the trainer reduces the statistics over them and calls
+# the model on `inputs["global/<name>"]` too, so a step is the single-device step. Without
+# them (one device, evaluation, serving) the model takes its own batch's.
+GLOBAL_PREFIX = "global/"
+
+
 def model_inputs(batch):
-  """The fields of a pipeline batch a model is called on."""
-  return {k: batch[k] for k in MODEL_INPUT_KEYS}
+  """The fields of a pipeline batch a model is called on (and its global statistics)."""
+  inputs = {k: batch[k] for k in MODEL_INPUT_KEYS}
+  inputs.update({k: v for k, v in batch.items() if k.startswith(GLOBAL_PREFIX)})
+  return inputs
+
+
+def with_global_statistics(model, batch):
+  """`batch` plus the model's `batch_statistics` over every replica in sync
+  (`global/<name>`, float32), when it declares some and runs on several replicas."""
+  statistics = getattr(model, "batch_statistics", None)
+  context = tf.distribute.get_replica_context()
+  if statistics is None or context is None or context.num_replicas_in_sync == 1:
+    return batch
+  batch = dict(batch)
+  for name, (value, reduction) in statistics(model_inputs(batch)).items():
+    if reduction not in ("sum", "max"):
+      raise ValueError(f"batch_statistics: {name!r} has the reduction {reduction!r}; "
+                       "'sum' or 'max'.")
+    values = context.all_gather(tf.reshape(tf.cast(value, tf.float32), [1]), axis=0)
+    batch[GLOBAL_PREFIX + name] = (tf.reduce_sum(values) if reduction == "sum"
+                                   else tf.reduce_max(values))
+  return batch
+
+
+def global_statistic(inputs, name: str, local):
+  """`inputs["global/<name>"]` when the trainer gave it, else `local` (this batch's)."""
+  value = inputs.get(GLOBAL_PREFIX + name)
+  return local if value is None else ops.cast(value, local.dtype)
 
 
 def branch_inputs(outputs, batch):

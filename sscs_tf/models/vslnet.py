@@ -26,7 +26,7 @@ from keras import ops
 
 from sscs_tf.data import text
 
-from sscs_tf.models import heads
+from sscs_tf.models import contract, heads
 from sscs_tf.models import vslnet_layers as vl
 from sscs_tf.models import vslnet_spans
 from sscs_tf.models.baseline import Baseline
@@ -149,7 +149,32 @@ class VSLNet(keras.Model):
       layers.append(self.char_cnn)
     return own + [w for layer in layers for w in layer.regularized_weights()]
 
-  def embed_words(self, word_ids, char_ids=None, training=False):
+  def batch_statistics(self, inputs):
+    """What the batch's numbers depend on beyond each example (models/contract.py): the
+    longest video, query and word it is cut to, and the valid steps and examples the
+    highlighting loss divides by."""
+    mask = ops.cast(inputs["feature_mask"], "float32")
+    words = ops.sum(ops.cast(ops.not_equal(inputs["word_ids"], 0), "int32"), axis=1)
+    statistics = {"video_steps": (ops.max(ops.sum(mask, axis=1)), "max"),
+                  "words": (ops.max(words), "max"),
+                  "valid_steps": (ops.sum(mask), "sum"),
+                  "examples": (tf.shape(mask)[0], "sum")}
+    char_ids = self._char_ids(inputs["word_ids"], inputs.get("char_ids"))
+    if char_ids is not None:
+      statistics["word_chars"] = (vl.longest_word(char_ids), "max")
+    return statistics
+
+  def _char_ids(self, word_ids, char_ids):
+    if self.char_cnn is None:
+      return None
+    if char_ids is None and self.word_chars is not None:
+      char_ids = ops.take(self.word_chars, ops.cast(word_ids, "int32"), axis=0)
+    if char_ids is None:
+      raise ValueError("model.char_vocab_size is set without model.vocab_file, so the inputs "
+                       "need char_ids [B, L, C].")
+    return char_ids
+
+  def embed_words(self, word_ids, char_ids=None, training=False, longest_word=None):
     """Word vectors (padding zero, unknown words the learned vector) [+ character CNN]."""
     word_ids = ops.cast(word_ids, "int32")
     words = ops.take(self.word_table, word_ids, axis=0)
@@ -158,27 +183,29 @@ class VSLNet(keras.Model):
     words = self.drop(words, training=training)
     if self.char_cnn is None:
       return words
-    if char_ids is None and self.word_chars is not None:
-      char_ids = ops.take(self.word_chars, word_ids, axis=0)
-    if char_ids is None:
-      raise ValueError("model.char_vocab_size is set without model.vocab_file, so the inputs "
-                       "need char_ids [B, L, C].")
-    char_ids = vl.cut_to_longest_word(char_ids)
+    char_ids = vl.cut_to_longest_word(self._char_ids(word_ids, char_ids), longest_word)
     return ops.concatenate([words, ops.cast(self.char_cnn(char_ids, training=training),
                                             words.dtype)], axis=-1)
 
   def call(self, inputs, training=False, return_intermediates=False):
     full_mask = ops.cast(inputs["feature_mask"], "float32")
     steps = ops.shape(full_mask)[1]
-    video_length = ops.cast(ops.max(ops.sum(full_mask, axis=1)), "int32")
+    # Cut to the batch's longest video and query: the global batch's on several replicas.
+    video_length = ops.cast(contract.global_statistic(
+        inputs, "video_steps", ops.max(ops.sum(full_mask, axis=1))), "int32")
     query_mask_full = ops.cast(ops.not_equal(inputs["word_ids"], 0), "float32")
-    query_length = ops.cast(ops.max(ops.sum(query_mask_full, axis=1)), "int32")
+    query_length = ops.cast(contract.global_statistic(
+        inputs, "words", ops.max(ops.sum(query_mask_full, axis=1))), "int32")
     video_mask = full_mask[:, :video_length]
-    query_mask = query_mask_full[:, :query_length]
+    query_mask = vl.fit_axis(query_mask_full, query_length, axis=1)
     char_ids = inputs.get("char_ids")
-    words = self.embed_words(inputs["word_ids"][:, :query_length],
-                             None if char_ids is None else char_ids[:, :query_length],
-                             training=training)
+    longest = inputs.get(contract.GLOBAL_PREFIX + "word_chars")
+    words = self.embed_words(vl.fit_axis(inputs["word_ids"], query_length, axis=1),
+                             None if char_ids is None else vl.fit_axis(char_ids, query_length,
+                                                                      axis=1),
+                             training=training,
+                             longest_word=None if longest is None else ops.cast(longest,
+                                                                                "int32"))
     video = self.drop(inputs["features"][:, :video_length], training=training)
     got = {"video_projected": self.video_projection(video),
            "query_projected": self.query_projection(words)}
@@ -237,17 +264,20 @@ def span_cross_entropy_per_example(start_logits, end_logits, start_index, end_in
   return one(start_logits, start_index) + one(end_logits, end_index)
 
 
-def highlight_loss_per_example(logits, labels, mask, epsilon=1e-12):
+def highlight_loss_per_example(logits, labels, mask, epsilon=1e-12, valid_steps=None,
+                               examples=None):
   """The authors' `highlight_layer` loss as per-example shares: sigmoid cross-entropy per
   step, weight 2 inside the (extended) ground truth and 1 outside, summed over the valid
   steps of the batch and divided by their count. Example b's share is B times its own sum
-  over that count, so the shares' mean is the authors' batch value exactly."""
+  over that count, so the shares' mean is the authors' batch value exactly. On several
+  replicas `valid_steps` and `examples` are the global batch's (models/contract.py)."""
   logits = tf.cast(logits, tf.float32)
   labels, mask = tf.cast(labels, tf.float32), tf.cast(mask, tf.float32)
   weights = tf.where(tf.equal(labels, 0.0), labels + 1.0, labels * 2.0)
   per_step = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits) * weights
-  batch = tf.cast(tf.shape(logits)[0], tf.float32)
-  return tf.reduce_sum(per_step * mask, axis=1) * batch / (tf.reduce_sum(mask) + epsilon)
+  batch = tf.cast(tf.shape(logits)[0], tf.float32) if examples is None else examples
+  count = tf.reduce_sum(mask) if valid_steps is None else valid_steps
+  return tf.reduce_sum(per_step * mask, axis=1) * batch / (count + epsilon)
 
 
 def grounding_loss(outputs, batch, loss_config):
@@ -257,7 +287,9 @@ def grounding_loss(outputs, batch, loss_config):
       "span": span_cross_entropy_per_example(outputs["start_logits"], outputs["end_logits"],
                                              batch["start_index"], batch["end_index"]),
       "highlight": loss_config.highlight_lambda * highlight_loss_per_example(
-          outputs["highlight_logits"], batch["highlight_labels"], outputs["clip_mask"]),
+          outputs["highlight_logits"], batch["highlight_labels"], outputs["clip_mask"],
+          valid_steps=batch.get(contract.GLOBAL_PREFIX + "valid_steps"),
+          examples=batch.get(contract.GLOBAL_PREFIX + "examples")),
       "l2": loss_config.l2_weight * outputs["regularized_square_sum"],
   }
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 MASK_VALUE = -1e30
@@ -454,9 +455,25 @@ def word_char_table(tokens: Sequence[str], char_vocab_size: int,
   return table
 
 
-def cut_to_longest_word(char_ids):
-  """`char_ids [B, L, C]` cut to the batch's longest word (at least the widest kernel, 4),
-  as the authors' loader pads characters to the batch's longest word: the kernel-k windows
-  over padding reach the max, so how many padded characters there are matters."""
-  length = ops.max(ops.sum(ops.cast(ops.not_equal(char_ids, 0), "int32"), axis=-1))
-  return char_ids[:, :, :ops.maximum(length, max(CHAR_KERNELS))]
+def longest_word(char_ids):
+  """The most characters of a word in `char_ids [B, L, C]` (int32)."""
+  return ops.max(ops.sum(ops.cast(ops.not_equal(char_ids, 0), "int32"), axis=-1))
+
+
+def cut_to_longest_word(char_ids, length=None):
+  """`char_ids [B, L, C]` cut (or zero-padded) to the batch's longest word, `length` when
+  given (at least the widest kernel, 4), as the authors' loader pads characters to the
+  batch's longest word: the kernel-k windows over padding reach the max, so how many
+  padded characters there are matters."""
+  length = longest_word(char_ids) if length is None else length
+  return fit_axis(char_ids, ops.maximum(length, max(CHAR_KERNELS)), axis=2)
+
+
+def fit_axis(x, length, axis: int):
+  """`x` cut or zero-padded on `axis` to `length` entries."""
+  missing = tf.maximum(length - tf.shape(x)[axis], 0)
+  pad = [[0, 0]] * len(x.shape)
+  pad[axis] = [0, missing]
+  index = [slice(None)] * len(x.shape)
+  index[axis] = slice(None, length)
+  return tf.pad(x, pad)[tuple(index)]

@@ -95,6 +95,8 @@ def make_train_steps(state: TrainState, strategy, global_batch_size: int):
   losses_and_grads = make_losses_and_grads(state, global_batch_size)
 
   def step_fn(batch):
+    # Outside the XLA cluster: a collective across replicas.
+    batch = contract.with_global_statistics(state.model, batch)
     values, grads = losses_and_grads(batch)
     scale = state.optimizer.dynamic_scale if state.loss_scaled else 1.0
     _clip_and_apply(state, grads, variables, scale)
