@@ -76,6 +76,9 @@ def train_config(num_epochs: int, best_metric: str) -> ml_collections.ConfigDict
       # at the last evaluation and at each new best; N > 0 adds every N-th evaluation.
       query_check_every=0,
       best_metric=best_metric,  # Keeps the checkpoint with the best value in `best/`.
+      # Fig. 7 and Fig. 8 as TensorBoard images at each evaluation (about 1-2 s each on a
+      # CPU, mostly drawing them); off: scalars only.
+      analysis_images=True,
       precision="float32",  # Or "mixed_bfloat16" / "mixed_float16" (with loss scaling).
       # XLA for the train step's forward and backward pass and the evaluation forward pass.
       # Off: on CPU it is slower and larger for 2D-TAN (docs/benchmarks.md, "XLA").

@@ -19,7 +19,7 @@ TINY = ["--config.model.feature_dim=32", "--config.model.hidden_size=16",
         "--config.sscs.dim=16", "--config.sscs.caption_units=16",
         "--config.sscs.caption_embedding_dim=16", "--config.data.batch_size=8",
         "--config.data.eval_batch_size=32", "--config.data.shuffle_buffer=64",
-        "--config.train.log_every_steps=1"]
+        "--config.train.log_every_steps=1", "--config.train.analysis_images=False"]
 
 
 def _env(**extra):

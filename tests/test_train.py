@@ -71,7 +71,8 @@ def test_a_run_reads_only_the_vocabulary_it_was_trained_with(demo_records):
 
 def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tmp_path,
                                                                 two_cpu_strategy):
-  config = tiny_config(demo_records, num_train_steps=7, steps_per_call=3)
+  config = tiny_config(demo_records, num_train_steps=7, steps_per_call=3,
+                       analysis_images=True)
   table = train_lib.train_and_evaluate(config, str(tmp_path), strategy=two_cpu_strategy)
   assert {"Rank1@0.5", "Rank1@0.7", "Rank5@0.5", "Rank5@0.7", "mIoU"} <= set(table)
   # Training evaluates the validation split, never the test split.
@@ -105,6 +106,9 @@ def test_train_on_two_replicas_writes_checkpoints_and_summaries(demo_records, tm
 def test_checkpoints_hold_every_model_weight(demo_records, tmp_path):
   config = tiny_config(demo_records, num_train_steps=3)
   train_lib.train_and_evaluate(config, str(tmp_path))
+  # train.analysis_images off (the tiny configs): the metrics, no figures.
+  val_tags = _event_tags(str(tmp_path / "tensorboard" / "val"))
+  assert "metrics/Rank1@0.5" in val_tags and not [t for t in val_tags if t.startswith("fig")]
   path = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
   stored = tf.train.load_checkpoint(path).get_variable_to_shape_map()
   loaded = []

@@ -34,6 +34,8 @@ def _shrink(config, data_dir: str, train: dict):
     config.sscs.caption_embedding_dim = 16
     config.train.log_every_steps = 1
     config.train.checkpoint_every_steps = 5
+    # The figures cost a second or two per evaluation; the tests that check them ask.
+    config.train.analysis_images = False
     for key, value in train.items():
       config.train[key] = value
   return config

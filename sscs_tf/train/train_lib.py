@@ -248,7 +248,8 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
       state.model, config, split, predict_fn=state.predict_fn, with_predictions=True,
       query_diagnostics=_query_check_due(state, epoch, step, total_steps))
   writer.eval_scalars(step, split, table)
-  writer.analysis_images(step, state, predictions, split=split)
+  if config.train.get("analysis_images", True):
+    writer.analysis_images(step, state, predictions, split=split)
   if config.data.val_split and config.optim.plateau_monitor:
     if state.plateau.update(table[config.optim.plateau_monitor]):
       logging.info("Learning rate reduced to %g", state.learning_rate())
