@@ -154,7 +154,8 @@ def test_vslnet_step_on_two_replicas_equals_one_device(demo_records, tmp_path,
   """VSLNet cuts a batch to its longest video, query and word and divides its highlighting
   loss by the batch's valid steps: on two replicas the global batch's statistics
   (models/contract.py) make the step the 1-device step."""
-  config = prepare_config(tiny_vslnet_config(demo_records))
+  # Without the branch: its global-batch negatives are the 2D-TAN case's above.
+  config = prepare_config(tiny_vslnet_config(demo_records, "sscs=off"))
   with config.unlocked():
     config.model.dropout = 0.0  # the replicas would draw other masks
     config.optim.clip_norm = 0.05
