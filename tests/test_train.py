@@ -129,13 +129,9 @@ def _distributed_batch(strategy, batch):
   return iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
 
 
-def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_cpu_strategy):
-  """Per-replica loss scaling, the global-batch Sscs negatives and the clipping of the
-  summed gradient make a 2-replica step the same update as a 1-device step."""
-  config = prepare_config(tiny_config(demo_records))
-  with config.unlocked():
-    config.optim.clip_norm = 0.05  # small enough that clipping happens
-  batch = next(iter(contract.make_dataset(config, "train", training=True, seed=0)))
+def _assert_one_step_same_on_two_replicas(config, batch, two_cpu_strategy, tmp_path):
+  """One train step on `batch`, on one device and split over two replicas: the same losses
+  and the same weights after it."""
   results = []
   for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
     tf.keras.utils.set_random_seed(0)
@@ -147,6 +143,16 @@ def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_
   np.testing.assert_allclose(history_2, history_1, rtol=2e-5, atol=1e-6)
   for a, b in zip(weights_1, weights_2):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_one_step_on_two_replicas_equals_one_device(demo_records, tmp_path, two_cpu_strategy):
+  """Per-replica loss scaling, the global-batch Sscs negatives and the clipping of the
+  summed gradient make a 2-replica step the same update as a 1-device step."""
+  config = prepare_config(tiny_config(demo_records))
+  with config.unlocked():
+    config.optim.clip_norm = 0.05  # small enough that clipping happens
+  batch = next(iter(contract.make_dataset(config, "train", training=True, seed=0)))
+  _assert_one_step_same_on_two_replicas(config, batch, two_cpu_strategy, tmp_path)
 
 
 def test_vslnet_step_on_two_replicas_equals_one_device(demo_records, tmp_path,
@@ -165,17 +171,7 @@ def test_vslnet_step_on_two_replicas_equals_one_device(demo_records, tmp_path,
   words_of = [int(np.max(h["num_words"])) for h in halves]
   # Each half alone is cut shorter than the whole batch: the case the statistics are for.
   assert min(steps_of) < max(steps_of) or min(words_of) < max(words_of)
-  results = []
-  for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
-    tf.keras.utils.set_random_seed(0)
-    state = TrainState(config, strategy, str(tmp_path / str(len(results))))
-    steps = train_lib.make_train_steps(state, strategy, config.data.batch_size)
-    history = steps(_distributed_batch(strategy, batch), tf.constant(1)).numpy()
-    results.append((history, [v.numpy() for v in state.trainable_variables()]))
-  (history_1, weights_1), (history_2, weights_2) = results
-  np.testing.assert_allclose(history_2, history_1, rtol=2e-5, atol=1e-6)
-  for a, b in zip(weights_1, weights_2):
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+  _assert_one_step_same_on_two_replicas(config, batch, two_cpu_strategy, tmp_path)
 
 
 def test_global_statistics_are_reduced_over_the_replicas(two_cpu_strategy):
