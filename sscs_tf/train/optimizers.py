@@ -127,6 +127,11 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
+def schedule_of(optim) -> str:
+  """`optim.schedule`; "constant" for configs written before it existed."""
+  return optim.get("schedule", "constant")
+
+
 def warmup_steps(optim, total_steps: int) -> int:
   """VSLNet's rule: `warmup_proportion` > 1 is a step count, else a share of the steps."""
   proportion = optim.get("warmup_proportion", 0.0)
@@ -136,7 +141,7 @@ def warmup_steps(optim, total_steps: int) -> int:
 def make_optimizer(optim, loss_scaled: bool, total_steps: int = 0):
   """The optimizer `config.optim` describes; `total_steps` (the run's last step) is what a
   linear schedule decays over."""
-  schedule = optim.get("schedule", "constant")
+  schedule = schedule_of(optim)
   if optim.name not in NAMES:
     raise ValueError(f"Unknown optimizer {optim.name!r}; config.optim.name must be one of "
                      f"{NAMES}.")

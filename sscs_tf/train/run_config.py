@@ -128,7 +128,7 @@ def _check_splits_and_periods(config, meta: dict) -> None:
 def _check_optimizer(optim) -> None:
   if optim.name not in optimizers.NAMES:
     raise ValueError(f"config.optim.name must be one of {optimizers.NAMES}, got {optim.name!r}.")
-  schedule = optim.get("schedule", "constant")
+  schedule = optimizers.schedule_of(optim)
   if schedule not in optimizers.SCHEDULES:
     raise ValueError(f"config.optim.schedule must be one of {optimizers.SCHEDULES}, got "
                      f"{schedule!r}.")

@@ -47,7 +47,7 @@ class TrainState:
       self.branch = SscsBranch(**config.sscs) if config.sscs.mode != "off" else None
       # A decaying schedule needs the run's length; a constant one does not read the data.
       total_steps = (run_config.training_steps(config)[1]
-                     if config.optim.get("schedule", "constant") != "constant" else 0)
+                     if optimizers.schedule_of(config.optim) != "constant" else 0)
       self.optimizer = optimizers.make_optimizer(config.optim, self.loss_scaled, total_steps)
       self._build()
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
