@@ -90,6 +90,7 @@ def _ours(dataset, precision, batch):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from sscs_tf.models import build_model  # pylint: disable=import-outside-toplevel
   from sscs_tf.scoring import losses  # pylint: disable=import-outside-toplevel
+  from sscs_tf.train import optimizers  # pylint: disable=import-outside-toplevel
 
   config_file, _, feature_dim, _ = DATASETS[dataset]
   keras.mixed_precision.set_global_policy(
@@ -106,8 +107,9 @@ def _ours(dataset, precision, batch):
     model_config.map_conv_impl = _MAP_CONV_IMPL.value
     np.save(model_config.embeddings_file, data["table"])
     model = build_model(model_config)
-  optimizer = keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                                    global_clipnorm=10.0)
+  # The trainer's Adam ("adam" in config.optim): Keras' update in TensorFlow's fused kernel.
+  optimizer = optimizers.FusedAdam(1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                                   global_clipnorm=10.0)
   optimizer.build(model.trainable_variables)
   inputs = {"features": tf.constant(data["features"]),
             "feature_mask": tf.ones(data["features"].shape[:2]),

@@ -35,8 +35,8 @@ def make_predict_fn(model, model_name: str, loss_config, element_spec,
   return tf.function(forward, input_signature=[element_spec], autograph=False)
 
 
-def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bool = False,
-             query_diagnostics=None):
+def evaluate(model, config, split: str, *, predict_fn=None, dataset=None,
+             with_predictions: bool = False, query_diagnostics=None):
   """Runs `model` over `split`.
 
   Returns (table, predictions): table maps metric names ("Rank1@0.5", "mIoU", "loss", ...)
@@ -49,7 +49,8 @@ def evaluate(model, config, split: str, *, predict_fn=None, with_predictions: bo
   started = time.time()
   if query_diagnostics is None:
     query_diagnostics = bool(config.eval.get("query_diagnostics", False))
-  dataset = contract.make_dataset(config, split, training=False)
+  if dataset is None:  # else the split's evaluation pipeline, built by the caller
+    dataset = contract.make_dataset(config, split, training=False)
   predict_fn = predict_fn or make_predict_fn(
       model, config.model.name, config.loss, dataset.element_spec,
       jit_compile=bool(config.train.get("jit_compile", False)))

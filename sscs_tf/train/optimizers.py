@@ -1,8 +1,9 @@
 """The training optimizers (`config.optim`) and their learning-rate schedules.
 
 `optim.name`:
-  "adam": Adam (Keras' update); `weight_decay` > 0 adds PyTorch's coupled L2 term to each
-    gradient, as torch.optim.Adam(weight_decay=...) in 2D-TAN's and LGI's train.py.
+  "adam": Adam, Keras' update and variables computed by TensorFlow's fused kernel
+    (`FusedAdam`); `weight_decay` > 0 adds PyTorch's coupled L2 term to each gradient, as
+    torch.optim.Adam(weight_decay=...) in 2D-TAN's and LGI's train.py.
   "adam_weight_decay": the "AdamWeightDecayOptimizer" of BERT that VSLNet trains with
     (26hzhang/VSLNet model/ops.py): Adam moments without bias correction, epsilon added to
     sqrt(v), and the decoupled decay `weight_decay * variable` added to the update before
@@ -20,12 +21,41 @@ import re
 
 import keras
 from keras import ops
+import tensorflow as tf
 
 NAMES = ("adam", "adam_weight_decay")
 SCHEDULES = ("constant", "linear")
 
 
-class AdamWithL2(keras.optimizers.Adam):
+class FusedAdam(keras.optimizers.Adam):
+  """keras.optimizers.Adam whose update step is one `ResourceApplyAdam` per variable.
+
+  The same update (bias-corrected rate, `m += (g - m)(1 - b1)`, `v += (g^2 - v)(1 - b2)`,
+  `w -= rate m / (sqrt(v) + epsilon)`) and the same variables (a checkpoint of either loads
+  into the other), computed in place by TensorFlow's kernel instead of a dozen whole-size
+  temporaries per variable. That keeps a step's peak memory lower and its tracing shorter
+  (one op per variable). The only difference to Keras' update is `1 - b1` rounded from
+  float32 `b1` instead of from Python's float (a relative 2e-7 on the moments' step).
+  """
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self.amsgrad:
+      super().update_step(gradient, variable, learning_rate)
+      return
+    index = self._get_variable_index(variable)
+    m, v = self._momentums[index].value, self._velocities[index].value
+    dtype = variable.dtype
+    step = tf.cast(self.iterations + 1, dtype)
+    tf.raw_ops.ResourceApplyAdam(
+        var=variable.handle, m=m.handle, v=v.handle,
+        beta1_power=tf.pow(tf.constant(self.beta_1, dtype), step),
+        beta2_power=tf.pow(tf.constant(self.beta_2, dtype), step),
+        lr=tf.cast(learning_rate, dtype), beta1=tf.constant(self.beta_1, dtype),
+        beta2=tf.constant(self.beta_2, dtype), epsilon=tf.constant(self.epsilon, dtype),
+        grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+
+
+class AdamWithL2(FusedAdam):
   """Adam with PyTorch's `weight_decay`: each gradient gets `l2 * variable` before the
   moments, as torch.optim.Adam computes it (2D-TAN's train.py builds its Adam so). Keras'
   own `weight_decay` is the decoupled AdamW decay, another update.
@@ -159,5 +189,5 @@ def make_optimizer(optim, loss_scaled: bool, total_steps: int = 0):
   elif optim.weight_decay:
     optimizer = AdamWithL2(optim.weight_decay, **kwargs)
   else:
-    optimizer = keras.optimizers.Adam(**kwargs)
+    optimizer = FusedAdam(**kwargs)
   return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaled else optimizer

@@ -196,8 +196,9 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
   state.save(step)
   writer.close()
   if not table:  # nothing left to train (a finished run started again): evaluate anyway
-    table, _ = eval_lib.evaluate(state.model, config, selection_split(config),
-                                 predict_fn=state.predict_fn)
+    split = selection_split(config)
+    table, _ = eval_lib.evaluate(state.model, config, split, predict_fn=state.predict_fn,
+                                 dataset=state.eval_dataset(split))
   return table
 
 
@@ -245,7 +246,8 @@ def _end_of_epoch(state: TrainState, writer, epoch: int, step: int, total_steps:
     return {}
   split = selection_split(config)
   table, predictions = eval_lib.evaluate(
-      state.model, config, split, predict_fn=state.predict_fn, with_predictions=True,
+      state.model, config, split, predict_fn=state.predict_fn,
+      dataset=state.eval_dataset(split), with_predictions=True,
       query_diagnostics=_query_check_due(state, epoch, step, total_steps))
   writer.eval_scalars(step, split, table)
   if config.train.get("analysis_images", True):

@@ -83,13 +83,22 @@ class TrainState:
     self._best_value = (fileio.read_json(best_path)["value"] if os.path.exists(best_path)
                         else None)
     self._predict_fn = None
+    self._eval_datasets = {}
+
+  def eval_dataset(self, split: str):
+    """The evaluation pipeline of `split`, built once per process (its functions are traced
+    when it is built) and iterated from its start at every evaluation."""
+    if split not in self._eval_datasets:
+      self._eval_datasets[split] = contract.make_dataset(self.config, split, training=False)
+    return self._eval_datasets[split]
 
   @property
   def predict_fn(self):
-    """The compiled evaluation forward pass, traced once for the evaluation split's batches."""
+    """The compiled evaluation forward pass, traced once for the evaluation batches (every
+    split's have the same structure)."""
     if self._predict_fn is None:
-      spec = contract.make_dataset(self.config, self.config.data.eval_split,
-                                   training=False).element_spec
+      spec = self.eval_dataset(self.config.data.val_split
+                               or self.config.data.eval_split).element_spec
       self._predict_fn = eval_lib.make_predict_fn(
           self.model, self.config.model.name, self.config.loss, spec,
           jit_compile=bool(self.config.train.get("jit_compile", False)))
