@@ -51,9 +51,11 @@ def test_a_short_lgi_run_on_demo_data_learns(tmp_path):
     config.model.hidden_size = 32
     config.model.embedding_dim = 32
     # Less dropout and a larger step than the published 0.5 / 4e-4: a width-32 model on
-    # 600 queries has to learn in 8 epochs here.
+    # 600 queries has to learn in 8 epochs here. At 2e-3 the outcome hung on rounding:
+    # R1@0.3 0.50 or 0.34 (chance + 0.1 = 0.35) from two Adam kernels whose losses agree
+    # to 1e-7 at the first step; at 1e-3 it was 0.40-0.42 with either, on two datasets.
     config.model.dropout = 0.1
-    config.optim.learning_rate = 2e-3
+    config.optim.learning_rate = 1e-3
     config.train.num_epochs = 8
     config.train.eval_every_epochs = 8
     config.train.log_every_steps = 1000
