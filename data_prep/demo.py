@@ -24,7 +24,7 @@ import string
 
 import h5py
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from sscs_tf import cli  # first: quiets TensorFlow's start-up  # isort: skip
 from data_prep import charades_sta, convert

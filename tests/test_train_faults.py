@@ -3,7 +3,6 @@ values a run cannot use. Case ids (`case_...`) are rows of docs/reliability.md."
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest

@@ -24,7 +24,6 @@ a pipeline yields `input_context.get_per_replica_batch_size(...)` queries per ba
 
 import contextlib
 import math
-import os
 
 import tensorflow as tf
 

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from data_prep import annotations, charades_sta, convert, tacos
+from data_prep import charades_sta, convert, tacos
 from data_prep.annotations import AnnotationError
 from data_prep.features import FeatureError, FeatureSource
 from tests.data_prep import fixtures
