@@ -33,9 +33,9 @@ class FusedAdam(keras.optimizers.Adam):
   The same update (bias-corrected rate, `m += (g - m)(1 - b1)`, `v += (g^2 - v)(1 - b2)`,
   `w -= rate m / (sqrt(v) + epsilon)`) and the same variables (a checkpoint of either loads
   into the other), computed in place by TensorFlow's kernel instead of a dozen whole-size
-  temporaries per variable. That keeps a step's peak memory lower and its tracing shorter
-  (one op per variable). The only difference to Keras' update is `1 - b1` rounded from
-  float32 `b1` instead of from Python's float (a relative 2e-7 on the moments' step).
+  temporaries per variable, so a step traces one op per variable. Its float32 result differs
+  from Keras' own by rounding only: over a few steps it stays within 1e-6 of a float64 numpy
+  Adam, closer than Keras' update (tests/test_optimizer.py).
   """
 
   def update_step(self, gradient, variable, learning_rate):
