@@ -173,3 +173,10 @@ def _check_values(config) -> None:
       raise ValueError(f"config.train.{field} must be >= 0, got {config.train[field]}.")
   if config.sscs.mode not in MODES:
     raise ValueError(f"config.sscs.mode must be one of {MODES}, got {config.sscs.mode!r}.")
+
+
+def selection_split(config) -> str:
+  """The split evaluated during training: the validation split, which alone picks the best
+  checkpoint and drives the plateau schedule. Without one (`data.val_split` empty), the
+  evaluation split is evaluated for the curves only: no best checkpoint, no schedule."""
+  return config.data.val_split or config.data.eval_split

@@ -21,7 +21,8 @@ from sscs_tf.evaluate import eval_lib
 from sscs_tf.train import distribute, objective, summaries
 from sscs_tf.data import pipeline
 from sscs_tf.models import contract
-from sscs_tf.train.run_config import log_word_embeddings, prepare_config, training_steps
+from sscs_tf.train.run_config import (log_word_embeddings, prepare_config, selection_split,
+                                      training_steps)
 from sscs_tf.train.train_state import TrainState
 
 
@@ -204,13 +205,6 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict:
 
 def _steps_to_next(step: int, every: int) -> int:
   return every - step % every
-
-
-def selection_split(config) -> str:
-  """The split evaluated during training: the validation split, which alone picks the best
-  checkpoint and drives the plateau schedule. Without one (`data.val_split` empty), the
-  evaluation split is evaluated for the curves only: no best checkpoint, no schedule."""
-  return config.data.val_split or config.data.eval_split
 
 
 def _evaluates(config, epoch: int, step: int, total_steps: int) -> bool:

@@ -97,8 +97,7 @@ class TrainState:
     """The compiled evaluation forward pass, traced once for the evaluation batches (every
     split's have the same structure)."""
     if self._predict_fn is None:
-      spec = self.eval_dataset(self.config.data.val_split
-                               or self.config.data.eval_split).element_spec
+      spec = self.eval_dataset(run_config.selection_split(self.config)).element_spec
       self._predict_fn = eval_lib.make_predict_fn(
           self.model, self.config.model.name, self.config.loss, spec,
           jit_compile=bool(self.config.train.get("jit_compile", False)))
